@@ -1,0 +1,3 @@
+from .hooks import ResourceConstraintHook
+
+__all__ = ['ResourceConstraintHook']

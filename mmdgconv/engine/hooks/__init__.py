@@ -1,0 +1,3 @@
+from .resource_constraint_hook import ResourceConstraintHook
+
+__all__ = ['ResourceConstraintHook']

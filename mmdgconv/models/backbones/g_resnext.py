@@ -1,0 +1,133 @@
+"""G-ResNeXt: ResNeXt whose bottleneck 3x3 convs learn their groups.
+
+Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
+Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
+"""
+from mmdet.models.backbones.resnext import ResNeXt
+from mmdet.models.layers import ResLayer
+
+from mmdgconv.models.layers import DGConv2d
+from mmdgconv.registry import MODELS
+from .bottleneck import Bottleneck
+
+
+class GBottleneck(Bottleneck):
+    """ResNeXt bottleneck whose 3x3 conv is a :class:`DGConv2d`.
+
+    Args:
+        with_dgconv (bool): Use DGConv for the 3x3 conv; otherwise the
+            stock grouped conv. Default: True.
+        **kwargs: As :class:`~mmdgconv.models.backbones.bottleneck.Bottleneck`.
+    """
+
+    def __init__(self, *args, with_dgconv=True, **kwargs):
+        self.with_dgconv = with_dgconv
+        super().__init__(*args, **kwargs)
+
+    def _build_conv2(self):
+        if not self.with_dgconv:
+            return super()._build_conv2()
+        if self.with_dcn:
+            raise ValueError('dcn and DGConv both replace the 3x3 conv; '
+                             'disable one of them for this stage')
+        # Gates start at random signs (as the paper): ``groups`` only sets
+        # the widths, the grouping itself is learned.
+        return DGConv2d(
+            self.width,
+            self.width,
+            kernel_size=3,
+            stride=self.conv2_stride,
+            padding=self.dilation,
+            dilation=self.dilation,
+            bias=False)
+
+
+@MODELS.register_module()
+class GResNeXt(ResNeXt):
+    """G-ResNeXt backbone: ResNeXt with learned channel groups (DGConv).
+
+    Only the bottleneck 3x3 convs are DGConv; the stem, the 1x1 convs and
+    the downsample stay static, as in the paper. Widths follow ResNeXt, so
+    at 32 groups every layer has the shape and effective parameter count of
+    mmdet's ResNeXt (the stored 3x3 weights are dense, because the grouping
+    may change while training).
+
+    Args:
+        depth (int): Depth, from {50, 101, 152}.
+        groups (int): ResNeXt cardinality that sets the widths; also the
+            reference grouping of the resource budget. Default: 32.
+        base_width (int): Width per group. Default: 4.
+        stage_with_dgconv (Sequence[bool]): Which stages use DGConv; the
+            others use the stock grouped conv. Default: all.
+        freeze_groups (bool): Keep every gate fixed (no gradient), e.g. when
+            fine-tuning a pre-trained G-ResNeXt on detection or video, where
+            the paper fixes the learned groups. Default: False.
+        **kwargs: The mmdet ResNet interface: ``in_channels, stem_channels,
+            base_channels, num_stages, strides, dilations, out_indices,
+            style, deep_stem, avg_down, frozen_stages, conv_cfg, norm_cfg,
+            norm_eval, dcn, stage_with_dcn, plugins, with_cp,
+            zero_init_residual, init_cfg``.
+
+    Example:
+        >>> import torch
+        >>> from mmdgconv.models import GResNeXt
+        >>> model = GResNeXt(depth=50, groups=4, base_width=4,
+        ...                  base_channels=16, out_indices=(0, 1, 2, 3))
+        >>> outs = model(torch.rand(1, 3, 64, 64))
+        >>> [tuple(o.shape) for o in outs]
+        [(1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2)]
+    """
+
+    arch_settings = {
+        50: (GBottleneck, (3, 4, 6, 3)),
+        101: (GBottleneck, (3, 4, 23, 3)),
+        152: (GBottleneck, (3, 8, 36, 3))
+    }
+
+    def __init__(self,
+                 depth,
+                 groups=32,
+                 base_width=4,
+                 stage_with_dgconv=(True, True, True, True),
+                 freeze_groups=False,
+                 **kwargs):
+        if depth not in self.arch_settings:
+            raise KeyError(f'invalid depth {depth} for GResNeXt, expected one '
+                           f'of {sorted(self.arch_settings)}')
+        num_stages = kwargs.get('num_stages', 4)
+        if len(stage_with_dgconv) != num_stages:
+            raise ValueError(
+                f'stage_with_dgconv has {len(stage_with_dgconv)} entries, but '
+                f'the backbone has num_stages={num_stages}')
+        # Read by make_res_layer, which the parent's __init__ calls.
+        self.stage_with_dgconv = tuple(stage_with_dgconv)
+        self.freeze_groups = freeze_groups
+        super().__init__(
+            depth=depth, groups=groups, base_width=base_width, **kwargs)
+        if freeze_groups:
+            for layer in self.dgconv_layers():
+                layer.gate.requires_grad_(False)
+
+    def make_res_layer(self, **kwargs):
+        """Pack a stage's blocks into a ``ResLayer``."""
+        # The parent appends each stage's name after building it.
+        stage = len(self.res_layers)
+        return ResLayer(
+            groups=self.groups,
+            base_width=self.base_width,
+            base_channels=self.base_channels,
+            with_dgconv=self.stage_with_dgconv[stage],
+            **kwargs)
+
+    def train(self, mode=True):
+        """Set training mode, keeping frozen stages and ``norm_eval``."""
+        super().train(mode)
+        return self  # mmdet's ResNet.train returns None; nn.Module's self
+
+    def dgconv_layers(self):
+        """All DGConv layers, in network order.
+
+        Returns:
+            list[DGConv2d]: The layers.
+        """
+        return [m for m in self.modules() if isinstance(m, DGConv2d)]

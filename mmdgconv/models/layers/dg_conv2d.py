@@ -1,0 +1,298 @@
+"""DGConv: a convolution that learns its own channel groups.
+
+Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
+Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
+"""
+import math
+import random
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from mmdgconv.registry import register_conv_layer
+
+# The reference initialises every gate at +-1e-8: the layer starts undecided
+# and the first gradient steps choose the grouping.
+GATE_INIT_MAGNITUDE = 1e-8
+
+
+class _StraightThroughBinarize(torch.autograd.Function):
+    """``g = 1[g~ >= 0]`` in the forward pass, identity in the backward pass.
+
+    The reference computes ``(sign(g~) + 1) / 2``, which is 0.5 for a gate at
+    exactly 0 and would make U non-binary; ties go to 1 (merged) here.
+    """
+
+    @staticmethod
+    def forward(ctx, gate: Tensor) -> Tensor:
+        return (gate >= 0).to(gate.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> Tensor:
+        return grad_output
+
+
+def binarize_gates(gate: Tensor) -> Tensor:
+    """Binary gates with the straight-through estimator's gradient.
+
+    Args:
+        gate (Tensor): Real-valued gates of shape (K,).
+
+    Returns:
+        Tensor: Gates in {0, 1}, differentiable as the identity.
+    """
+    return _StraightThroughBinarize.apply(gate)
+
+
+def kronecker_relationship(binary_gates: Tensor) -> Tensor:
+    """``U = U_1 kron ... kron U_K`` with ``U_k = (1 - g_k) I_2 + g_k 1_2x2``.
+
+    ``U_1`` acts on the most significant bit of a channel index, so channels
+    ``i`` and ``j`` are related iff their bits agree wherever ``g_k = 0``.
+
+    Args:
+        binary_gates (Tensor): Gates in {0, 1} of shape (K,).
+
+    Returns:
+        Tensor: The (2^K, 2^K) binary relationship matrix, differentiable
+        with respect to the gates.
+    """
+    eye = torch.eye(2, dtype=binary_gates.dtype, device=binary_gates.device)
+    ones = torch.ones_like(eye)
+    relationship = torch.ones(
+        1, 1, dtype=binary_gates.dtype, device=binary_gates.device)
+    for g in binary_gates.unbind(0):
+        relationship = torch.kron(relationship, (1 - g) * eye + g * ones)
+    return relationship
+
+
+def _log2_exact(value: int) -> Optional[int]:
+    """``log2(value)`` if ``value`` is a positive power of two, else None."""
+    if value > 0 and value & (value - 1) == 0:
+        return value.bit_length() - 1
+    return None
+
+
+@register_conv_layer('DGConv')
+class DGConv2d(nn.Conv2d):
+    """Groupable convolution whose channel grouping is learned (DGConv).
+
+    The effective kernel is ``W * U`` (element-wise, U broadcast over the
+    k x k window). ``U = U_1 kron ... kron U_K`` is a binary relationship
+    matrix with one learnable gate per Kronecker factor, binarised with a
+    straight-through estimator. All gates 0 give a depthwise conv, all gates
+    1 a dense conv, and in general ``2^(K - sum(g))`` groups whose members
+    agree on the index bits of the split factors (interleaved groupings
+    included).
+
+    Channel schemes:
+
+    - ``in_channels == out_channels = 2^K``: the paper's square case.
+    - ``out_channels = r * in_channels`` (GroupUp) or
+      ``in_channels = r * out_channels`` (GroupDown) with ``r`` a power of
+      two: U is built on the smaller side ``C_s`` and tiled, so channel
+      ``c`` takes the group of ``c mod C_s`` (paper, appendix A).
+    - ``in_channels == 3`` (an RGB image input, e.g. a ResNet stem built
+      through ``conv_cfg``): there is no channel structure to learn, so the
+      layer is a dense conv with no gates.
+
+    Any other channel counts raise a ValueError at build time.
+
+    The stored ``weight`` is dense because the grouping may change during
+    training; ``tools/model_converters/dgconv_to_static.py`` turns a trained
+    layer into an ``nn.Conv2d(groups=G)`` of the learned size.
+
+    Args:
+        in_channels (int): Number of input channels.
+        out_channels (int): Number of output channels.
+        kernel_size (int | tuple[int, int]): Size of the kernel.
+        stride (int | tuple[int, int]): Stride. Default: 1.
+        padding (int | tuple[int, int] | str): Padding. Default: 0.
+        dilation (int | tuple[int, int]): Dilation. Default: 1.
+        groups (int, optional): The grouping the gates start from, as a
+            power of two: ``groups`` contiguous groups (on the ``C_s``
+            side). None starts from random gate signs as the paper does.
+            Either way the gates start at magnitude 1e-8, so training can
+            flip them at once. Default: None.
+        bias (bool): Whether to add a learnable bias. Default: True.
+        padding_mode (str): As ``nn.Conv2d``. Default: 'zeros'.
+
+    Example:
+        >>> import torch
+        >>> layer = DGConv2d(64, 64, 3, padding=1, groups=8)
+        >>> layer.num_groups, layer.nnz
+        (8, 512)
+        >>> layer(torch.rand(2, 64, 16, 16)).shape
+        torch.Size([2, 64, 16, 16])
+    """
+
+    _version = 1
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size,
+                 stride=1,
+                 padding=0,
+                 dilation=1,
+                 groups: Optional[int] = None,
+                 bias: bool = True,
+                 padding_mode: str = 'zeros',
+                 device=None,
+                 dtype=None) -> None:
+        num_gates = self._check_channels(in_channels, out_channels)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=1,
+            bias=bias,
+            padding_mode=padding_mode,
+            device=device,
+            dtype=dtype)
+        self.num_gates = num_gates
+        if num_gates is None:  # RGB input layer: dense, nothing to learn.
+            self.register_parameter('gate', None)
+            return
+        self.gate = nn.Parameter(
+            self._initial_gates(num_gates, groups, in_channels,
+                                out_channels).to(device=device))
+
+    @staticmethod
+    def _check_channels(in_channels: int,
+                        out_channels: int) -> Optional[int]:
+        """Validate the channel scheme; return the number of gates."""
+        if in_channels == 3:
+            return None
+        log_in, log_out = _log2_exact(in_channels), _log2_exact(out_channels)
+        if log_in is None or log_out is None:
+            raise ValueError(
+                f'DGConv2d(in_channels={in_channels}, out_channels='
+                f'{out_channels}): both channel counts must be powers of two '
+                '(the Kronecker parameterisation has one gate per index '
+                'bit); only in_channels=3 (an RGB input layer) is exempt.')
+        # A ratio of two powers of two is itself a power of two.
+        return min(log_in, log_out)
+
+    @staticmethod
+    def _initial_gates(num_gates: int, groups: Optional[int],
+                       in_channels: int, out_channels: int) -> Tensor:
+        if groups is None:
+            signs = [random.choice([-1.0, 1.0]) for _ in range(num_gates)]
+        else:
+            num_split = _log2_exact(groups)
+            if num_split is None or num_split > num_gates:
+                raise ValueError(
+                    f'DGConv2d(in_channels={in_channels}, out_channels='
+                    f'{out_channels}): groups={groups} must be a power of '
+                    f'two no larger than {2**num_gates}.')
+            # Splitting the most significant bits gives contiguous groups,
+            # the layout of nn.Conv2d(groups=G).
+            signs = [-1.0] * num_split + [1.0] * (num_gates - num_split)
+        return torch.tensor(signs) * GATE_INIT_MAGNITUDE
+
+    # ------------------------------------------------------------------
+    # Structure
+    # ------------------------------------------------------------------
+    @property
+    def has_gates(self) -> bool:
+        """Whether the layer learns a grouping (False for an RGB input)."""
+        return self.gate is not None
+
+    @property
+    def binary_gates(self) -> Tensor:
+        """The current gates in {0, 1} (1 = merged), without gradient."""
+        if not self.has_gates:
+            return torch.zeros(0)
+        return (self.gate.detach() >= 0).float()
+
+    @property
+    def num_groups(self) -> int:
+        """The number of channel groups the layer currently computes."""
+        if not self.has_gates:
+            return 1
+        return 2**(self.num_gates - int(self.binary_gates.sum().item()))
+
+    @property
+    def nnz(self) -> int:
+        """``nnz(U)``: this layer's term of the complexity ζ."""
+        return self.in_channels * self.out_channels // self.num_groups
+
+    def complexity(self) -> Tensor:
+        """``nnz(U) = 2^(log2(max(C_in, C_out)) + sum(g))`` as a tensor.
+
+        Differentiable with respect to the gates through the
+        straight-through estimator, for the resource constraint.
+
+        Returns:
+            Tensor: A scalar.
+        """
+        if not self.has_gates:
+            return self.weight.new_tensor(float(self.nnz))
+        max_log = math.log2(max(self.in_channels, self.out_channels))
+        return 2**(max_log + binarize_gates(self.gate).sum())
+
+    def _group_ids(self, channels: int) -> Tensor:
+        """Group index of each of ``channels`` channels (tiled on C_s)."""
+        if not self.has_gates:
+            return torch.zeros(channels, dtype=torch.long)
+        split_bits = [
+            self.num_gates - 1 - k for k in range(self.num_gates)
+            if self.binary_gates[k] == 0
+        ]  # most significant first
+        index = torch.arange(channels) % 2**self.num_gates
+        ids = torch.zeros(channels, dtype=torch.long)
+        for bit in split_bits:
+            ids = ids * 2 + (index >> bit) % 2
+        return ids
+
+    @property
+    def channel_groups(self) -> Tuple[Tensor, Tensor]:
+        """The channel-to-group assignment.
+
+        Returns:
+            tuple[Tensor, Tensor]: Group indices of the output channels
+            (length ``out_channels``) and of the input channels (length
+            ``in_channels``), each in ``[0, num_groups)``. Output channel
+            ``o`` sees input channel ``i`` iff their indices are equal.
+        """
+        return (self._group_ids(self.out_channels),
+                self._group_ids(self.in_channels))
+
+    def relationship(self) -> Tensor:
+        """The (C_out, C_in) binary relationship matrix U.
+
+        Differentiable with respect to the gates through the
+        straight-through estimator.
+
+        Returns:
+            Tensor: U in the weight's dtype and device.
+        """
+        if not self.has_gates:
+            return self.weight.new_ones(self.out_channels, self.in_channels)
+        small = 2**self.num_gates
+        square = kronecker_relationship(binarize_gates(self.gate))
+        return square.to(self.weight.dtype).repeat(
+            self.out_channels // small, self.in_channels // small)
+
+    # ------------------------------------------------------------------
+    # Forward
+    # ------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{self.__class__.__name__}(in_channels={self.in_channels}, '
+                f'out_channels={self.out_channels}) expects input of shape '
+                f'(N, {self.in_channels}, H, W), got {tuple(x.shape)}.')
+        if not self.has_gates:
+            return self._conv_forward(x, self.weight, self.bias)
+        masked_weight = self.weight * self.relationship()[:, :, None, None]
+        return self._conv_forward(x, masked_weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f', num_groups={self.num_groups}'

@@ -1,0 +1,89 @@
+"""Helpers to run stock configs briefly on generated data.
+
+Used by the test-suite and handy for checking a new config before a long
+run: the model, optimiser and hooks stay as the config defines them; only
+the data, the image scale and the schedule are shrunk.
+"""
+import copy
+from typing import Optional, Sequence
+
+from mmengine.config import Config, ConfigDict
+
+from mmdgconv.datasets import SYNTHETIC_COCO_CLASSES
+
+
+def _set_resize_scale(pipeline, scale) -> None:
+    for transform in pipeline:
+        if transform.get('type') in ('Resize', 'RandomResize',
+                                     'RandomChoiceResize'):
+            transform.clear()
+            transform.update(type='Resize', scale=scale, keep_ratio=True)
+
+
+def shrink_detection_config(cfg: Config,
+                            data: dict,
+                            work_dir: str,
+                            max_iters: int = 2,
+                            image_scale: Sequence[int] = (96, 96),
+                            batch_size: int = 2,
+                            val_interval: Optional[int] = None) -> Config:
+    """Point an mmdet COCO config at a synthetic COCO dataset, briefly.
+
+    Args:
+        cfg (Config): A config built on an ``mmdet::`` COCO base.
+        data (dict): As returned by
+            :func:`mmdgconv.datasets.make_synthetic_coco`.
+        work_dir (str): The run's work dir.
+        max_iters (int): Training iterations. Default: 2.
+        image_scale (Sequence[int]): Resize scale (w, h). Default: (96, 96).
+        batch_size (int): Training batch size. Default: 2.
+        val_interval (int, optional): Validate every this many iterations;
+            None validates once, at the end. Default: None.
+
+    Returns:
+        Config: A new config; ``cfg`` is left untouched.
+    """
+    cfg = copy.deepcopy(cfg)
+    cfg.work_dir = work_dir
+    metainfo = dict(classes=SYNTHETIC_COCO_CLASSES)
+    for split, loader_key in (('train', 'train_dataloader'),
+                              ('val', 'val_dataloader'),
+                              ('val', 'test_dataloader')):
+        loader = cfg[loader_key]
+        dataset = loader.dataset
+        dataset.update(
+            data_root=data['data_root'],
+            ann_file=data[f'{split}_ann'],
+            data_prefix=dict(img=f'{split}/'),
+            metainfo=metainfo)
+        if split == 'train':
+            dataset.filter_cfg = dict(filter_empty_gt=True, min_size=1)
+        _set_resize_scale(dataset.pipeline, tuple(image_scale))
+        loader.update(
+            batch_size=batch_size if split == 'train' else 1,
+            num_workers=0,
+            persistent_workers=False)
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluators = cfg[key] if isinstance(cfg[key], list) else [cfg[key]]
+        for evaluator in evaluators:
+            evaluator.ann_file = data['val_ann']
+            evaluator.backend_args = None
+    cfg.train_cfg = ConfigDict(
+        type='IterBasedTrainLoop',
+        max_iters=max_iters,
+        val_interval=val_interval or max_iters)
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+             end=max(1, max_iters // 10))
+    ]
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=max_iters, by_epoch=False)
+    cfg.default_hooks.pop('visualization', None)
+    cfg.log_processor = dict(type='LogProcessor', window_size=1,
+                             by_epoch=False)
+    cfg.model.data_preprocessor.pad_size_divisor = 32
+    cfg.model.backbone.init_cfg = None
+    cfg.load_from = None
+    cfg.resume = False
+    return cfg

@@ -1,0 +1,197 @@
+"""Compatibility shims for the measured dependency stack.
+
+Applied once by ``import mmdgconv``:
+
+- mmaction2 1.2.0's PyPI package lacks ``mmaction/models/localizers/drn``,
+  so ``import mmaction.models`` fails. A stand-in module is provided only
+  when the real one is missing; building the DRN localizer from it raises
+  a clear error instead.
+- torch >= 2.6 loads checkpoints with ``weights_only=True``, which refuses
+  the Python objects mmengine stores (its message hub's history buffers,
+  numpy scalars and arrays). Local checkpoints are loaded with an explicit
+  allow-list of exactly those types; anything else is refused with an error
+  naming the file and the offending types. Arbitrary objects are never
+  unpickled.
+"""
+import importlib.abc
+import importlib.machinery
+import os.path as osp
+import pickle
+import sys
+from typing import List
+
+import torch
+
+_DRN_PACKAGE = 'mmaction.models.localizers.drn'
+_DRN_MODULE = _DRN_PACKAGE + '.drn'
+
+
+class CheckpointSafetyError(RuntimeError):
+    """A checkpoint holds objects outside the allow-list, or is unreadable."""
+
+
+# ---------------------------------------------------------------------------
+# mmaction2: the missing DRN localizer
+# ---------------------------------------------------------------------------
+class _DRNStandInLoader(importlib.abc.Loader):
+    """Creates the stand-in ``drn`` package and its ``drn.DRN`` module."""
+
+    def create_module(self, spec):
+        return None  # the default module object
+
+    def exec_module(self, module):
+        if module.__name__ == _DRN_PACKAGE:
+            module.__path__ = []  # a package, so ``drn.drn`` can be found
+            return
+        from mmaction.registry import MODELS
+
+        class DRN(torch.nn.Module):
+            """Stand-in for mmaction2's DRN localizer.
+
+            mmaction2 1.2.0's PyPI package does not ship the DRN sources,
+            so this model cannot be built from it.
+            """
+
+            def __init__(self, *args, **kwargs):
+                raise RuntimeError(
+                    'The DRN localizer is not part of the installed mmaction2 '
+                    'package (mmaction2 1.2.0 on PyPI lacks '
+                    "'mmaction/models/localizers/drn'); install mmaction2 "
+                    'from source to use it.')
+
+        MODELS.register_module(name='DRN', module=DRN, force=False)
+        module.DRN = DRN
+        module.__all__ = ['DRN']
+
+
+class _DRNStandInFinder(importlib.abc.MetaPathFinder):
+    """Serves the stand-in only where mmaction2 has no real ``drn``."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == _DRN_PACKAGE:
+            if any(osp.exists(osp.join(p, 'drn')) for p in path or []):
+                return None  # the real package is installed
+        elif fullname == _DRN_MODULE:
+            parent = sys.modules.get(_DRN_PACKAGE)
+            spec = getattr(parent, '__spec__', None)
+            if not isinstance(getattr(spec, 'loader', None),
+                              _DRNStandInLoader):
+                return None
+        else:
+            return None
+        return importlib.machinery.ModuleSpec(
+            fullname, _DRNStandInLoader(), is_package=fullname == _DRN_PACKAGE)
+
+
+def install_mmaction_drn_standin() -> None:
+    """Let ``import mmaction.models`` work on mmaction2 1.2.0 from PyPI."""
+    if not any(isinstance(f, _DRNStandInFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _DRNStandInFinder())
+
+
+# ---------------------------------------------------------------------------
+# torch >= 2.6: loading mmengine checkpoints safely
+# ---------------------------------------------------------------------------
+def _history_buffer_statistic(owner, name):
+    """Stand-in for ``builtins.getattr`` while unpickling.
+
+    mmengine's ``HistoryBuffer`` pickles its statistic methods as
+    ``getattr(HistoryBuffer, 'mean')``. Allowing the real ``getattr`` would
+    let a checkpoint walk from any allowed object to arbitrary code, so only
+    that exact lookup is served.
+    """
+    from mmengine.logging import HistoryBuffer
+    statistics = {'min', 'max', 'current', 'mean'} | set(
+        HistoryBuffer._statistics_methods)
+    if owner is HistoryBuffer and name in statistics:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'getattr({owner!r}, {name!r}) is not allowed in a checkpoint')
+
+
+def mmengine_checkpoint_allowlist() -> List[object]:
+    """The non-tensor types mmengine writes into its checkpoints.
+
+    Returns:
+        list: Entries for ``torch.serialization.safe_globals``: classes and
+        functions, and ``(callable, name)`` pairs that serve ``name``.
+    """
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    try:  # numpy >= 2 moved the pickling helpers to numpy._core
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    # Scalars and arrays are pickled with their dtype class (numpy >= 1.25).
+    dtype_classes = [type(np.dtype(t)) for t in np.sctypeDict.values()]
+    return [
+        HistoryBuffer, _reconstruct, scalar, np.ndarray, np.dtype,
+        *dict.fromkeys(dtype_classes),
+        (_history_buffer_statistic, 'builtins.getattr')
+    ]
+
+
+def load_checkpoint_safely(filename: str, map_location=None):
+    """Load a local checkpoint with torch's weights-only unpickler.
+
+    Only tensors, plain containers and :func:`mmengine_checkpoint_allowlist`
+    are accepted.
+
+    Args:
+        filename (str): Path of the checkpoint.
+        map_location: As :func:`torch.load`.
+
+    Returns:
+        dict: The checkpoint.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        CheckpointSafetyError: The file holds other objects, or it is not a
+            readable checkpoint (corrupted or truncated).
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'Checkpoint {filename} can not be found.')
+    try:
+        with torch.serialization.safe_globals(mmengine_checkpoint_allowlist()):
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        try:
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(
+                filename)
+        except Exception:  # not a zip checkpoint; keep torch's own words
+            unsafe = []
+        allowed = {
+            entry[1] if isinstance(entry, tuple) else
+            f'{entry.__module__}.{entry.__qualname__}'
+            for entry in mmengine_checkpoint_allowlist()
+        }
+        unsafe = [name for name in unsafe if name not in allowed]
+        what = (f'objects of types outside the allow-list: {unsafe}'
+                if unsafe else f'data the safe unpickler rejects ({error})')
+        raise CheckpointSafetyError(
+            f'Refusing to load checkpoint {filename}: it holds {what}. '
+            'mmdgconv only loads tensors, plain containers and the types '
+            'mmengine itself stores, because unpickling arbitrary objects '
+            'can run arbitrary code.') from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise CheckpointSafetyError(
+            f'Checkpoint {filename} is not a readable PyTorch checkpoint '
+            f'(corrupted, truncated or another format): {error}') from None
+
+
+def install_safe_checkpoint_loader() -> None:
+    """Route mmengine's local-path checkpoint loading through
+    :func:`load_checkpoint_safely` (used by ``load_from``, ``resume`` and
+    ``init_cfg=dict(type='Pretrained')``)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_checkpoint_safely, force=True)
+
+
+def apply_compat_shims() -> None:
+    """Apply every shim; safe to call more than once."""
+    install_mmaction_drn_standin()
+    install_safe_checkpoint_loader()

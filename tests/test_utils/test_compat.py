@@ -1,0 +1,92 @@
+import collections
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
+
+from mmdgconv.utils import CheckpointSafetyError, load_checkpoint_safely
+
+
+class _Payload:
+    """Stands for an arbitrary object an attacker could pickle."""
+
+    def __init__(self):
+        self.value = 1
+
+
+def test_mmaction_models_import_in_a_fresh_interpreter():
+    code = ('import mmdgconv, mmaction.models, mmaction.apis; '
+            'from mmaction.models.localizers import DRN; print(DRN.__name__)')
+    result = subprocess.run([sys.executable, '-c', code],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'DRN'
+
+
+def test_without_the_shim_mmaction_models_fails():
+    # Documents why the shim exists; if mmaction2 ever ships drn again this
+    # test tells us the shim has become a no-op.
+    result = subprocess.run(
+        [sys.executable, '-c', 'import mmaction.models'],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and 'drn' in result.stderr
+
+
+def test_drn_standin_refuses_to_build():
+    import mmaction.models  # noqa: F401
+    from mmaction.registry import MODELS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmaction'), pytest.raises(
+            Exception, match='DRN localizer is not part'):
+        MODELS.build(dict(type='DRN'))
+
+
+def _mmengine_like_checkpoint():
+    buffer = HistoryBuffer()
+    buffer.update(0.5)
+    buffer.update(np.float64(0.25))
+    return dict(
+        meta=dict(epoch=1, iter=2, seed=np.int64(3),
+                  dataset_meta=dict(classes=('a', 'b'), palette=[(1, 2, 3)])),
+        state_dict=collections.OrderedDict(w=torch.ones(2)),
+        message_hub=dict(
+            log_scalars={'train/loss': buffer},
+            runtime_info=dict(iter=2, arr=np.arange(3, dtype=np.float32),
+                              f=np.float32(1.5)),
+            resumed_keys={'iter': True}),
+        optimizer=dict(state={}, param_groups=[dict(lr=0.1, params=[0])]))
+
+
+def test_mmengine_checkpoint_types_load(tmp_path):
+    path = str(tmp_path / 'ckpt.pth')
+    torch.save(_mmengine_like_checkpoint(), path)
+    loaded = _load_checkpoint(path, map_location='cpu')
+    buffer = loaded['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, HistoryBuffer) and buffer.current() == 0.25
+    np.testing.assert_array_equal(
+        loaded['message_hub']['runtime_info']['arr'], np.arange(3))
+    assert CheckpointLoader._schemes[''] is load_checkpoint_safely
+
+
+def test_foreign_objects_are_refused_with_their_type(tmp_path):
+    path = str(tmp_path / 'evil.pth')
+    torch.save(dict(state_dict={}, payload=_Payload()), path)
+    with pytest.raises(CheckpointSafetyError) as error:
+        _load_checkpoint(path, map_location='cpu')
+    message = str(error.value)
+    assert path in message and '_Payload' in message
+
+
+def test_corrupted_checkpoint_names_the_file(tmp_path):
+    good = str(tmp_path / 'good.pth')
+    torch.save(_mmengine_like_checkpoint(), good)
+    bad = tmp_path / 'truncated.pth'
+    bad.write_bytes(open(good, 'rb').read()[:200])
+    with pytest.raises(CheckpointSafetyError, match='truncated.pth'):
+        _load_checkpoint(str(bad), map_location='cpu')
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        _load_checkpoint(str(tmp_path / 'missing.pth'))

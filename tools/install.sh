@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Idempotent installer for mmdgconv's stack into ./.venv.
+#
+# Every step checks whether its result is already present and skips when it
+# is, so a second run only verifies. A step that was interrupted leaves no
+# marker behind, so the next run simply redoes it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${MMDGCONV_VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --disable-pip-version-check)
+
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
+MMCV_VERSION=2.1.0
+MMENGINE_VERSION=0.10.7
+MMDET_VERSION=3.3.0
+MMPRETRAIN_VERSION=1.2.0
+MMACTION_VERSION=1.2.0
+
+log() { printf '[install] %s\n' "$*"; }
+
+have_version() {  # have_version DIST VERSION
+  "$PY" - "$1" "$2" <<'PYEOF' 2>/dev/null
+import sys
+from importlib.metadata import version, PackageNotFoundError
+try:
+    sys.exit(0 if version(sys.argv[1]).split('+')[0] == sys.argv[2] else 1)
+except PackageNotFoundError:
+    sys.exit(1)
+PYEOF
+}
+
+# 1. The virtual environment. A venv whose python does not run (an
+#    interrupted creation) is rebuilt.
+if ! "$PY" -c 'import sys' >/dev/null 2>&1; then
+  log "creating $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+fi
+
+# 2. torch + torchvision (the only working pair on this machine).
+if ! have_version torch "$TORCH_VERSION" || ! have_version torchvision "$TORCHVISION_VERSION" \
+   || ! "$PY" -c 'import torchvision.ops' >/dev/null 2>&1; then
+  log "installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION"
+  "${PIP[@]}" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+fi
+
+# 3. mmcv built from source with its compiled ops. torch 2.14's headers need
+#    C++20 while mmcv 2.1.0's setup.py pins -std=c++14/17, so the sdist is
+#    patched to C++20 before building. The wheel is cached under a name that
+#    includes the torch version (pip's own wheel cache ignores it), and the
+#    result is verified by importing mmcv.ops.
+MMCV_CACHE="${MMDGCONV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmdgconv}/mmcv-$MMCV_VERSION-torch$TORCH_VERSION"
+mmcv_ok() { "$PY" -c 'import mmcv, mmcv.ops; from mmcv.ops import nms, RoIAlign' >/dev/null 2>&1 \
+            && have_version mmcv "$MMCV_VERSION"; }
+build_mmcv_wheel() {
+  local tmp; tmp="$(mktemp -d)"
+  log "building mmcv==$MMCV_VERSION with ops (about 9 minutes on 2 cores)"
+  "${PIP[@]}" "setuptools<70" wheel ninja "mmengine==$MMENGINE_VERSION"
+  "$PY" -m pip download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp" -q
+  tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
+  sed -i 's/-std=c++1[47]/-std=c++20/g' "$tmp/mmcv-$MMCV_VERSION/setup.py"
+  (cd "$tmp/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" \
+     "$PY" -m pip wheel --no-build-isolation --no-deps -w "$tmp/dist" .)
+  mkdir -p "$MMCV_CACHE"
+  # Move into place only once complete, so an interrupted build leaves no
+  # half-written wheel in the cache.
+  mv "$tmp"/dist/mmcv-*.whl "$MMCV_CACHE/"
+  rm -rf "$tmp"
+}
+install_cached_mmcv() {
+  log "installing mmcv from $MMCV_CACHE"
+  "${PIP[@]}" --force-reinstall --no-deps "$MMCV_CACHE"/mmcv-*.whl
+  "${PIP[@]}" "$MMCV_CACHE"/mmcv-*.whl  # its pure-Python dependencies
+}
+if ! mmcv_ok; then
+  ls "$MMCV_CACHE"/mmcv-*.whl >/dev/null 2>&1 || build_mmcv_wheel
+  install_cached_mmcv
+  if ! mmcv_ok; then
+    log "the cached mmcv wheel does not import mmcv.ops; rebuilding it"
+    rm -rf "$MMCV_CACHE"
+    build_mmcv_wheel
+    install_cached_mmcv
+    mmcv_ok || { log "ERROR: mmcv.ops does not import after a fresh build"; exit 1; }
+  fi
+fi
+
+# 4. The OpenMMLab toolboxes and test tools. mmengine imports pkg_resources,
+#    which setuptools dropped after 80, while torch 2.14.1 needs >= 77.
+pkgs_ok() {
+  have_version mmengine "$MMENGINE_VERSION" && have_version mmdet "$MMDET_VERSION" \
+  && have_version mmpretrain "$MMPRETRAIN_VERSION" && have_version mmaction2 "$MMACTION_VERSION" \
+  && "$PY" -c 'import pkg_resources, pycocotools, pytest, decord, cv2, matplotlib' >/dev/null 2>&1
+}
+if ! pkgs_ok; then
+  log "installing mmengine, mmdet, mmpretrain, mmaction2 and test tools"
+  "${PIP[@]}" "mmengine==$MMENGINE_VERSION" "mmdet==$MMDET_VERSION" \
+    "mmpretrain==$MMPRETRAIN_VERSION" "mmaction2==$MMACTION_VERSION" \
+    pycocotools "pytest>=7" pytest-timeout decord opencv-python-headless matplotlib \
+    "setuptools>=77,<81" \
+    "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "mmcv==$MMCV_VERSION"
+fi
+
+# 5. The package itself, editable. Checked from a neutral directory, so the
+#    source tree in the working directory cannot mask a missing install.
+if ! (cd / && "$PY" -c 'import mmdgconv, sys; sys.exit(0 if mmdgconv.__file__.startswith(sys.argv[1]) else 1)' \
+      "$ROOT/mmdgconv") >/dev/null 2>&1; then
+  log "installing mmdgconv (editable)"
+  "${PIP[@]}" --no-build-isolation --no-deps -e "$ROOT"
+fi
+
+log "ready: $("$PY" -c 'import torch, mmcv, mmdet, mmengine; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}")')"
