@@ -20,6 +20,29 @@ def _set_resize_scale(pipeline, scale) -> None:
             transform.update(type='Resize', scale=scale, keep_ratio=True)
 
 
+def _set_num_classes(node, num_classes: int) -> None:
+    """Set every head's ``num_classes`` (bbox, mask, RetinaNet heads)."""
+    if isinstance(node, dict):
+        if 'num_classes' in node:
+            node['num_classes'] = num_classes
+        for value in node.values():
+            _set_num_classes(value, num_classes)
+    elif isinstance(node, list):
+        for value in node:
+            _set_num_classes(value, num_classes)
+
+
+def set_score_threshold(cfg: Config, score_thr: float) -> None:
+    """Set the test-time score threshold of one- and two-stage detectors.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        score_thr (float): The new threshold.
+    """
+    test_cfg = cfg.model.test_cfg
+    (test_cfg.rcnn if 'rcnn' in test_cfg else test_cfg).score_thr = score_thr
+
+
 def shrink_detection_config(cfg: Config,
                             data: dict,
                             work_dir: str,
@@ -41,7 +64,8 @@ def shrink_detection_config(cfg: Config,
             None validates once, at the end. Default: None.
 
     Returns:
-        Config: A new config; ``cfg`` is left untouched.
+        Config: A new config; ``cfg`` is left untouched. Every head's
+        ``num_classes`` matches the synthetic dataset.
     """
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
@@ -82,6 +106,7 @@ def shrink_detection_config(cfg: Config,
     cfg.default_hooks.pop('visualization', None)
     cfg.log_processor = dict(type='LogProcessor', window_size=1,
                              by_epoch=False)
+    _set_num_classes(cfg.model, len(SYNTHETIC_COCO_CLASSES))
     cfg.model.data_preprocessor.pad_size_divisor = 32
     cfg.model.backbone.init_cfg = None
     cfg.load_from = None

@@ -6,6 +6,10 @@ Applied once by ``import mmdgconv``:
   so ``import mmaction.models`` fails. A stand-in module is provided only
   when the real one is missing; building the DRN localizer from it raises
   a clear error instead.
+- mmengine 0.10.7's pytorch launcher calls ``torch.cuda.set_device`` and its
+  Runner hands DDP ``device_ids=[LOCAL_RANK]``; both fail on a CPU-only
+  machine. Without CUDA, the launcher skips the device and uses gloo, and
+  DDP wraps CPU modules with ``device_ids=None``, as torch requires.
 - torch >= 2.6 loads checkpoints with ``weights_only=True``, which refuses
   the Python objects mmengine stores (its message hub's history buffers,
   numpy scalars and arrays). Local checkpoints are loaded with an explicit
@@ -191,7 +195,51 @@ def install_safe_checkpoint_loader() -> None:
         prefixes='', loader=load_checkpoint_safely, force=True)
 
 
+# ---------------------------------------------------------------------------
+# mmengine: distributed training on CPU-only machines
+# ---------------------------------------------------------------------------
+def _has_accelerator() -> bool:
+    from mmengine.device import (is_mlu_available, is_musa_available,
+                                 is_npu_available)
+    return (torch.cuda.is_available() or is_mlu_available()
+            or is_npu_available() or is_musa_available())
+
+
+def install_cpu_distributed_support() -> None:
+    """Let ``--launcher pytorch`` (torchrun) train on CPU through gloo."""
+    from mmengine.dist import utils as dist_utils
+    from mmengine.model import MMDistributedDataParallel
+
+    launch = dist_utils._init_dist_pytorch
+    if not getattr(launch, '_mmdgconv_cpu', False):
+
+        def init_dist_pytorch(backend, init_backend='torch', **kwargs):
+            if _has_accelerator() or init_backend != 'torch':
+                return launch(backend, init_backend=init_backend, **kwargs)
+            if backend != 'gloo':  # nccl needs CUDA; mpi is not used here
+                from mmengine.logging import print_log
+                print_log(f'No GPU: using the gloo backend instead of '
+                          f'{backend!r}.', logger='current')
+            torch.distributed.init_process_group(backend='gloo', **kwargs)
+
+        init_dist_pytorch._mmdgconv_cpu = True
+        dist_utils._init_dist_pytorch = init_dist_pytorch
+
+    wrap = MMDistributedDataParallel.__init__
+    if not getattr(wrap, '_mmdgconv_cpu', False):
+
+        def ddp_init(self, module, *args, **kwargs):
+            first = next(module.parameters(), None)
+            if first is not None and first.device.type == 'cpu':
+                kwargs['device_ids'] = None  # required for CPU modules
+            wrap(self, module, *args, **kwargs)
+
+        ddp_init._mmdgconv_cpu = True
+        MMDistributedDataParallel.__init__ = ddp_init
+
+
 def apply_compat_shims() -> None:
     """Apply every shim; safe to call more than once."""
     install_mmaction_drn_standin()
     install_safe_checkpoint_loader()
+    install_cpu_distributed_support()

@@ -88,7 +88,6 @@ def test_ddp_two_processes_end_with_identical_gates(synthetic_coco,
     cfg.custom_imports = dict(
         imports=['mmdgconv', 'gate_dump_hook'], allow_failed_imports=False)
     cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type='GateDumpHook')]
-    cfg.env_cfg.dist_cfg = dict(backend='gloo')
     config_path = str(tmp_path / 'ddp_config.py')
     cfg.dump(config_path)
 
