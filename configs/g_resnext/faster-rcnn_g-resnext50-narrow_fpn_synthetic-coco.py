@@ -7,7 +7,7 @@ _base_ = './faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py'
 data_root = 'data/synthetic_coco/'
 metainfo = dict(classes=('square', 'circle', 'triangle'))
 image_scale = (128, 128)
-max_iters = 600
+max_iters = 800
 
 # Depth 50 as in the paper, at 8x4d widths: the 16 DGConv layers have
 # 32/64/128/256 channels, a quarter of G-ResNeXt-50 32x4d's.
@@ -47,6 +47,7 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=1,
     persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,

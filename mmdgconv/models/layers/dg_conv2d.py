@@ -9,6 +9,7 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
@@ -283,6 +284,68 @@ class DGConv2d(nn.Conv2d):
     # ------------------------------------------------------------------
     # Forward
     # ------------------------------------------------------------------
+    def _group_permutations(self) -> Tuple[Tensor, Tensor, Tensor, bool]:
+        """Channel orders that make U block-diagonal, cached per gate
+        pattern (the cache key is the binary gates themselves, so a sign
+        flip is never missed and nothing is recomputed otherwise).
+
+        Returns:
+            tuple: Output order, inverse output order, input order, and
+            whether both orders are the identity (contiguous groups).
+        """
+        key = tuple(self.binary_gates.tolist())
+        cached = getattr(self, '_permutation_cache', None)
+        if cached is None or cached[0] != key:
+            out_ids, in_ids = self.channel_groups
+            out_order = torch.argsort(out_ids, stable=True)
+            in_order = torch.argsort(in_ids, stable=True)
+            identity = bool(
+                torch.equal(out_order, torch.arange(self.out_channels))
+                and torch.equal(in_order, torch.arange(self.in_channels)))
+            cached = (key, out_order, torch.argsort(out_order), in_order,
+                      identity)
+            self._permutation_cache = cached
+        return cached[1:]
+
+    def _grouped_forward(self, x: Tensor) -> Tensor:
+        """The same result as the masked dense conv, computed as a conv with
+        ``groups=G`` on permuted channels; used when no gradient is needed.
+        """
+        groups = self.num_groups
+        out_order, out_inverse, in_order, identity = \
+            self._group_permutations()
+        device = self.weight.device
+        out_order, out_inverse, in_order = (out_order.to(device),
+                                            out_inverse.to(device),
+                                            in_order.to(device))
+        # Permuted, U is block-diagonal: keep only the diagonal blocks.
+        out_per_group = self.out_channels // groups
+        in_per_group = self.in_channels // groups
+        weight = self.weight if identity else self.weight[out_order][:,
+                                                                    in_order]
+        weight = weight.reshape(groups, out_per_group, groups, in_per_group,
+                                *self.kernel_size)
+        index = torch.arange(groups, device=device)
+        weight = weight[index, :, index].reshape(self.out_channels,
+                                                 in_per_group,
+                                                 *self.kernel_size)
+        if identity:
+            return self._grouped_conv(x, weight, self.bias, groups)
+        bias = None if self.bias is None else self.bias[out_order]
+        out = self._grouped_conv(x[:, in_order], weight, bias, groups)
+        return out[:, out_inverse]
+
+    def _grouped_conv(self, x: Tensor, weight: Tensor,
+                      bias: Optional[Tensor], groups: int) -> Tensor:
+        if self.padding_mode != 'zeros':
+            x = F.pad(x, self._reversed_padding_repeated_twice,
+                      mode=self.padding_mode)
+            padding = 0
+        else:
+            padding = self.padding
+        return F.conv2d(x, weight, bias, self.stride, padding, self.dilation,
+                        groups)
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -291,6 +354,11 @@ class DGConv2d(nn.Conv2d):
                 f'(N, {self.in_channels}, H, W), got {tuple(x.shape)}.')
         if not self.has_gates:
             return self._conv_forward(x, self.weight, self.bias)
+        needs_grad = torch.is_grad_enabled() and (
+            x.requires_grad or self.weight.requires_grad
+            or self.gate.requires_grad)
+        if not needs_grad and self.num_groups > 1:
+            return self._grouped_forward(x)
         masked_weight = self.weight * self.relationship()[:, :, None, None]
         return self._conv_forward(x, masked_weight, self.bias)
 

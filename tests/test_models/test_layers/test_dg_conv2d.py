@@ -197,3 +197,40 @@ def test_state_dict_round_trip_strict():
     copy.load_state_dict(layer.state_dict(), strict=True)
     torch.testing.assert_close(copy.gate, layer.gate)
     assert set(layer.state_dict()) == {'weight', 'bias', 'gate'}
+
+
+# ---------------------------------------------------------------------------
+# Grouped inference path
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('in_channels,out_channels,gates', [
+    (16, 16, [1., -1., 1., -1.]),  # interleaved
+    (16, 16, [-1., -1., 1., 1.]),  # contiguous: no permutation needed
+    (16, 16, [-1., -1., -1., -1.]),  # depthwise
+    (8, 32, [-1., 1., -1.]),  # GroupUp
+    (32, 8, [1., -1., -1.]),  # GroupDown
+])
+@pytest.mark.parametrize('bias', [True, False])
+def test_grouped_inference_equals_dense(in_channels, out_channels, gates,
+                                        bias):
+    layer = DGConv2d(in_channels, out_channels, 3, stride=2, padding=2,
+                     dilation=2, bias=bias).eval()
+    _set_gates(layer, gates)
+    x = torch.rand(2, in_channels, 9, 9)
+    dense = layer(x)  # gradients enabled: the masked dense conv
+    with torch.no_grad():
+        grouped = layer(x)
+    torch.testing.assert_close(grouped, dense, rtol=1e-5, atol=1e-5)
+
+
+def test_permutation_cache_follows_gate_flips():
+    layer = DGConv2d(8, 8, 1, bias=False).eval()
+    x = torch.rand(1, 8, 4, 4)
+    for gates in ([1., 1., -1.], [-1., 1., 1.], [1., 1., -1.]):
+        _set_gates(layer, gates)
+        with torch.no_grad():
+            grouped = layer(x)
+        torch.testing.assert_close(
+            grouped, F.conv2d(x, layer.weight * layer.relationship()[
+                :, :, None, None]), rtol=1e-5, atol=1e-5)
+    key, *_ = layer._permutation_cache
+    assert key == (1.0, 1.0, 0.0)

@@ -1,0 +1,90 @@
+"""tools/train.py and tools/test.py, run as a user runs them."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from mmdgconv.testing import set_score_threshold, shrink_detection_config
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+CONFIG = osp.join(REPO, 'configs', 'g_resnext',
+                  'faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py')
+
+
+def _run(*args, cwd):
+    return subprocess.run([sys.executable, *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def small_config(synthetic_coco, tmp_path):
+    cfg = shrink_detection_config(Config.fromfile(CONFIG), synthetic_coco,
+                                  str(tmp_path / 'unused'))
+    cfg.model.backbone.update(groups=4, base_width=4, base_channels=16)
+    cfg.model.neck.in_channels = [64, 128, 256, 512]
+    set_score_threshold(cfg, 0.0)
+    path = str(tmp_path / 'small_faster_rcnn.py')
+    cfg.dump(path)
+    return path
+
+
+@pytest.mark.slow
+def test_train_resume_then_test(small_config, tmp_path):
+    work = str(tmp_path / 'work')
+    train = _run(osp.join(REPO, 'tools', 'train.py'), small_config,
+                 '--work-dir', work, cwd=str(tmp_path))
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert osp.isfile(osp.join(work, 'iter_2.pth'))
+    logs = train.stdout + train.stderr
+    assert 'dg_zeta' in logs and 'coco/bbox_mAP' in logs
+
+    resume = _run(osp.join(REPO, 'tools', 'train.py'), small_config,
+                  '--work-dir', work, '--resume', '--cfg-options',
+                  'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
+                  'default_hooks.checkpoint.interval=3', cwd=str(tmp_path))
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    logs = resume.stdout + resume.stderr
+    assert 'resumed epoch: 0, iter: 2' in logs
+    assert 'Iter(train) [3/3]' in logs and 'Iter(train) [1/3]' not in logs
+
+    predictions = str(tmp_path / 'predictions.pkl')
+    test = _run(osp.join(REPO, 'tools', 'test.py'), small_config,
+                osp.join(work, 'iter_3.pth'), '--work-dir',
+                str(tmp_path / 'test'), '--out', predictions,
+                cwd=str(tmp_path))
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "'coco/bbox_mAP'" in test.stdout
+    assert osp.getsize(predictions) > 0
+
+
+def test_test_tool_rejects_missing_and_corrupted_checkpoints(
+        small_config, tmp_path):
+    missing = str(tmp_path / 'missing.pth')
+    result = _run(osp.join(REPO, 'tools', 'test.py'), small_config, missing,
+                  cwd=str(tmp_path))
+    assert result.returncode != 0 and 'missing.pth does not exist' in \
+        result.stderr
+
+    corrupted = tmp_path / 'corrupted.pth'
+    corrupted.write_bytes(b'PK\x03\x04 definitely not a checkpoint')
+    result = _run(osp.join(REPO, 'tools', 'test.py'), small_config,
+                  str(corrupted), '--work-dir', str(tmp_path / 'w'),
+                  cwd=str(tmp_path))
+    assert result.returncode != 0
+    assert 'corrupted.pth is not a readable PyTorch checkpoint' in \
+        result.stderr
+
+
+def test_train_tool_rejects_missing_config_and_foreign_scope(tmp_path):
+    result = _run(osp.join(REPO, 'tools', 'train.py'),
+                  str(tmp_path / 'nope.py'), cwd=str(tmp_path))
+    assert result.returncode != 0 and 'nope.py does not exist' in \
+        result.stderr
+    foreign = tmp_path / 'foreign.py'
+    foreign.write_text("default_scope = 'mmseg'\n")
+    result = _run(osp.join(REPO, 'tools', 'train.py'), str(foreign),
+                  cwd=str(tmp_path))
+    assert result.returncode != 0 and "default_scope is 'mmseg'" in \
+        result.stderr
