@@ -164,3 +164,20 @@ def test_dgconv_via_conv_cfg_in_stock_mmdet_resnext():
     assert not model.conv1.has_gates  # the RGB stem stays dense
     outs = model(torch.rand(2, 3, 64, 64))
     assert outs[-1].shape == (2, 512, 2, 2)
+
+
+def test_init_cfg_pretrained_loads_a_classifier_checkpoint(tmp_path):
+    source = GResNeXt(depth=50, **TINY)
+    checkpoint = str(tmp_path / 'classifier.pth')
+    torch.save(
+        dict(state_dict={f'backbone.{k}': v
+                         for k, v in source.state_dict().items()},
+             meta=dict(epoch=1)), checkpoint)
+    target = GResNeXt(
+        depth=50,
+        init_cfg=dict(type='Pretrained', prefix='backbone.',
+                      checkpoint=checkpoint),
+        **TINY)
+    target.init_weights()
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(target.state_dict()[key], value)
