@@ -20,4 +20,4 @@ test-fast: install
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 benchmark: install
-	$(PY) benchmarks/bench_dgconv.py
+	$(PY) benchmarks/bench_dgconv.py --update-readme

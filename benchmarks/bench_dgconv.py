@@ -1,24 +1,32 @@
-"""Speed of G-ResNeXt-50 against a static ResNeXt-50 32x4d, side by side.
+"""Speed and memory of G-ResNeXt-50 against a static ResNeXt-50 32x4d.
 
 Measures, in one run and interleaved round by round so that drift of the
 machine affects every model alike:
 
 - a training step (forward, backward, SGD step) at batch 8, 224x224;
-- inference in eval mode at batch 1 and batch 8, 224x224;
+- inference in eval mode at batch 1 and batch 8, 224x224 (the training form
+  of the model, before any conversion);
+- the peak memory of a training step (each model in a fresh process: the
+  growth of its peak resident set over two steps);
 
-for mmdet's static ResNeXt-50 32x4d (the baseline), mmdgconv's G-ResNeXt-50
-and, when ``--reference`` points at a directory holding the seed's reference
-``g_resnext.py``/``dgconv.py``, the reference implementation. Every model
-ends in global pooling and a 1000-way linear classifier. The DGConv gates
-are set to the 32-group grouping of the baseline, so all models compute the
-same function class. Prints medians and ratios to the baseline.
+for mmdet's static ResNeXt-50 32x4d (the baseline); mmdgconv's G-ResNeXt-50
+with the gates at 32 contiguous groups (the baseline's grouping) and at the
+default random initialisation; and, when ``--reference`` points at the
+seed's reference ``g_resnext.py``/``dgconv.py``, the reference at 32 groups.
+Every model ends in global pooling and a 1000-way linear classifier. Prints
+medians and ratios to the baseline; ``--update-readme`` also writes them into
+README.md between the benchmark markers.
 
 Example:
     python benchmarks/bench_dgconv.py --reference ../shared/reference
 """
 import argparse
 import os.path as osp
+import random
+import re
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -63,24 +71,61 @@ def set_32_groups(gates: nn.Parameter) -> None:
         gates.copy_(torch.tensor([-1.] * 5 + [1.] * (gates.numel() - 5)))
 
 
-def build_models(reference_dir):
+STATIC = 'ResNeXt-50 32x4d (static)'
+OURS_32 = 'G-ResNeXt-50, 32 groups'
+OURS_RANDOM = 'G-ResNeXt-50, random init'
+REFERENCE = 'reference, 32 groups'
+
+
+def build_model(name, reference_dir=None):
     backbone_args = dict(depth=50, groups=32, base_width=4,
                          out_indices=(3, ), norm_eval=False)
-    models = {'ResNeXt-50 32x4d (static)': Classifier(ResNeXt(**backbone_args))}
-    ours = GResNeXt(**backbone_args)
-    for layer in ours.modules():
-        if isinstance(layer, DGConv2d) and layer.has_gates:
-            set_32_groups(layer.gate)
-    models['G-ResNeXt-50 (mmdgconv)'] = Classifier(ours)
-    if reference_dir:
-        sys.path.insert(0, osp.abspath(reference_dir))
-        from g_resnext import g_resnext50  # the seed's reference
-        reference = g_resnext50()
-        for name, param in reference.named_parameters():
-            if name.endswith('gate'):
-                set_32_groups(param)
-        models['G-ResNeXt-50 (reference)'] = ReferenceClassifier(reference)
-    return models
+    if name == STATIC:
+        return Classifier(ResNeXt(**backbone_args))
+    if name in (OURS_32, OURS_RANDOM):
+        random.seed(0)  # the gates' random signs
+        ours = GResNeXt(**backbone_args)
+        if name == OURS_32:
+            for layer in ours.modules():
+                if isinstance(layer, DGConv2d) and layer.has_gates:
+                    set_32_groups(layer.gate)
+        return Classifier(ours)
+    sys.path.insert(0, osp.abspath(reference_dir))
+    from g_resnext import g_resnext50  # the seed's reference
+    reference = g_resnext50()
+    for param_name, param in reference.named_parameters():
+        if param_name.endswith('gate'):
+            set_32_groups(param)
+    return ReferenceClassifier(reference)
+
+
+def build_models(reference_dir):
+    names = [STATIC, OURS_32, OURS_RANDOM] + ([REFERENCE]
+                                              if reference_dir else [])
+    return {name: build_model(name, reference_dir) for name in names}
+
+
+def peak_training_memory(name, reference_dir, size):
+    """Peak RSS growth (MiB) of two training steps, in this process."""
+    model = build_model(name, reference_dir)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    batch, target = torch.rand(8, 3, size, size), torch.randint(0, 1000, (8, ))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(2):
+        train_step(model, optimizer, batch, target)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (after - before) / 1024
+
+
+def measure_memory(names, reference_dir, size):
+    peaks = {}
+    for name in names:
+        result = subprocess.run(
+            [sys.executable, __file__, '--memory-of', name, '--size',
+             str(size), '--reference', reference_dir or ''],
+            capture_output=True, text=True, check=True)
+        peaks[name] = float(result.stdout.strip().splitlines()[-1])
+    return peaks
 
 
 def train_step(model, optimizer, batch, target):
@@ -122,6 +167,47 @@ def measure(models, repeats, size):
     return times
 
 
+README_START = '<!-- benchmark:dgconv:start -->'
+README_END = '<!-- benchmark:dgconv:end -->'
+
+
+def format_table(times, peaks, names, size, threads, repeats):
+    baseline = names[0]
+    lines = [
+        f'torch {torch.__version__}, {threads} threads, {size}x{size}, '
+        f'median of {repeats}; ratios to {baseline}', '',
+        '| measure | ' + ' | '.join(names) + ' |',
+        '|---|' + '---:|' * len(names)
+    ]
+    for task, per_model in times.items():
+        base = statistics.median(per_model[baseline])
+        cells = [
+            f'{1000 * statistics.median(per_model[n]):.0f} ms '
+            f'({statistics.median(per_model[n]) / base:.2f}x)' for n in names
+        ]
+        lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
+    if peaks:
+        cells = [f'{peaks[n]:.0f} MiB ({peaks[n] / peaks[baseline]:.2f}x)'
+                 for n in names]
+        lines.append('| peak train-step memory, batch 8 | ' +
+                     ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def update_readme(table):
+    readme = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                      'README.md')
+    with open(readme) as f:
+        text = f.read()
+    pattern = re.compile(
+        re.escape(README_START) + '.*?' + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f'{readme} has no {README_START} ... {README_END}')
+    with open(readme, 'w') as f:
+        f.write(pattern.sub(
+            lambda _: f'{README_START}\n{table}\n{README_END}', text))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--reference', default=osp.join(
@@ -130,24 +216,30 @@ def main():
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--no-memory', action='store_true',
+                        help='skip the peak-memory measurement')
+    parser.add_argument('--update-readme', action='store_true')
+    parser.add_argument('--memory-of', help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    reference = args.reference if osp.isfile(
+    reference = args.reference if args.reference and osp.isfile(
         osp.join(args.reference, 'g_resnext.py')) else None
-    models = build_models(reference)
-    times = measure(models, args.repeats, args.size)
+    if args.memory_of:
+        print(peak_training_memory(args.memory_of, reference, args.size))
+        return
 
-    baseline = next(iter(models))
-    print(f'torch {torch.__version__}, {args.threads} threads, '
-          f'{args.size}x{args.size}, median of {args.repeats}')
-    print(f'{"task":<22}{"model":<28}{"ms":>10}{"ratio":>8}')
-    for task, per_model in times.items():
-        base = statistics.median(per_model[baseline])
-        for name, samples in per_model.items():
-            median = statistics.median(samples)
-            print(f'{task:<22}{name:<28}{1000 * median:>10.1f}'
-                  f'{median / base:>7.2f}x')
+    models = build_models(reference)
+    names = list(models)
+    times = measure(models, args.repeats, args.size)
+    del models
+    peaks = None if args.no_memory else measure_memory(
+        names, reference, args.size)
+    table = format_table(times, peaks, names, args.size, args.threads,
+                         args.repeats)
+    print(table)
+    if args.update_readme:
+        update_readme(table)
 
 
 if __name__ == '__main__':

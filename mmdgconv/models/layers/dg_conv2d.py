@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
+from .dg_conv2d_grouped import GroupLayout, grouped_dgconv, relative_step_cost
 
 # The reference initialises every gate at +-1e-8: the layer starts undecided
 # and the first gradient steps choose the grouping.
@@ -119,6 +120,13 @@ class DGConv2d(nn.Conv2d):
             flip them at once. Default: None.
         bias (bool): Whether to add a learnable bias. Default: True.
         padding_mode (str): As ``nn.Conv2d``. Default: 'zeros'.
+        impl (str): How the conv is computed; every choice gives the same
+            outputs and gradients. 'dense' is the paper's masked dense conv
+            ``conv2d(x, W * U)``, kept as the checked reference. 'grouped'
+            runs a ``groups=G`` conv on permuted channels and computes the
+            weight and gate gradients on the group structure
+            (:mod:`.dg_conv2d_grouped`). 'auto' picks 'grouped' whenever it
+            is clearly cheaper, i.e. for G >= 2. Default: 'auto'.
 
     Example:
         >>> import torch
@@ -141,9 +149,16 @@ class DGConv2d(nn.Conv2d):
                  groups: Optional[int] = None,
                  bias: bool = True,
                  padding_mode: str = 'zeros',
+                 impl: str = 'auto',
                  device=None,
                  dtype=None) -> None:
         num_gates = self._check_channels(in_channels, out_channels)
+        if impl not in ('auto', 'dense', 'grouped'):
+            raise ValueError(
+                f'DGConv2d(in_channels={in_channels}, out_channels='
+                f"{out_channels}): impl must be 'auto', 'dense' or "
+                f"'grouped', got {impl!r}")
+        self.impl = impl
         super().__init__(
             in_channels,
             out_channels,
@@ -238,20 +253,6 @@ class DGConv2d(nn.Conv2d):
         max_log = math.log2(max(self.in_channels, self.out_channels))
         return 2**(max_log + binarize_gates(self.gate).sum())
 
-    def _group_ids(self, channels: int) -> Tensor:
-        """Group index of each of ``channels`` channels (tiled on C_s)."""
-        if not self.has_gates:
-            return torch.zeros(channels, dtype=torch.long)
-        split_bits = [
-            self.num_gates - 1 - k for k in range(self.num_gates)
-            if self.binary_gates[k] == 0
-        ]  # most significant first
-        index = torch.arange(channels) % 2**self.num_gates
-        ids = torch.zeros(channels, dtype=torch.long)
-        for bit in split_bits:
-            ids = ids * 2 + (index >> bit) % 2
-        return ids
-
     @property
     def channel_groups(self) -> Tuple[Tensor, Tensor]:
         """The channel-to-group assignment.
@@ -262,8 +263,11 @@ class DGConv2d(nn.Conv2d):
             ``in_channels``), each in ``[0, num_groups)``. Output channel
             ``o`` sees input channel ``i`` iff their indices are equal.
         """
-        return (self._group_ids(self.out_channels),
-                self._group_ids(self.in_channels))
+        if not self.has_gates:
+            return (torch.zeros(self.out_channels, dtype=torch.long),
+                    torch.zeros(self.in_channels, dtype=torch.long))
+        layout = self.group_layout()
+        return layout.out_ids.clone(), layout.in_ids.clone()
 
     def relationship(self) -> Tensor:
         """The (C_out, C_in) binary relationship matrix U.
@@ -284,67 +288,33 @@ class DGConv2d(nn.Conv2d):
     # ------------------------------------------------------------------
     # Forward
     # ------------------------------------------------------------------
-    def _group_permutations(self) -> Tuple[Tensor, Tensor, Tensor, bool]:
-        """Channel orders that make U block-diagonal, cached per gate
-        pattern (the cache key is the binary gates themselves, so a sign
-        flip is never missed and nothing is recomputed otherwise).
+    def group_layout(self) -> GroupLayout:
+        """The block structure of the current gates, cached.
+
+        The cache key is the binary gate pattern itself (and the device), so
+        a sign flip is picked up at once and nothing is recomputed while the
+        pattern holds.
 
         Returns:
-            tuple: Output order, inverse output order, input order, and
-            whether both orders are the identity (contiguous groups).
+            GroupLayout: Permutations and block indices of U.
         """
-        key = tuple(self.binary_gates.tolist())
-        cached = getattr(self, '_permutation_cache', None)
+        key = (tuple(int(g) for g in self.binary_gates.tolist()),
+               self.weight.device)
+        cached = self.__dict__.get('_layout_cache')
         if cached is None or cached[0] != key:
-            out_ids, in_ids = self.channel_groups
-            out_order = torch.argsort(out_ids, stable=True)
-            in_order = torch.argsort(in_ids, stable=True)
-            identity = bool(
-                torch.equal(out_order, torch.arange(self.out_channels))
-                and torch.equal(in_order, torch.arange(self.in_channels)))
-            cached = (key, out_order, torch.argsort(out_order), in_order,
-                      identity)
-            self._permutation_cache = cached
-        return cached[1:]
+            cached = (key,
+                      GroupLayout(key[0], self.in_channels,
+                                  self.out_channels, self.weight.device))
+            self.__dict__['_layout_cache'] = cached  # not a module attribute
+        return cached[1]
 
-    def _grouped_forward(self, x: Tensor) -> Tensor:
-        """The same result as the masked dense conv, computed as a conv with
-        ``groups=G`` on permuted channels; used when no gradient is needed.
-        """
-        groups = self.num_groups
-        out_order, out_inverse, in_order, identity = \
-            self._group_permutations()
-        device = self.weight.device
-        out_order, out_inverse, in_order = (out_order.to(device),
-                                            out_inverse.to(device),
-                                            in_order.to(device))
-        # Permuted, U is block-diagonal: keep only the diagonal blocks.
-        out_per_group = self.out_channels // groups
-        in_per_group = self.in_channels // groups
-        weight = self.weight if identity else self.weight[out_order][:,
-                                                                    in_order]
-        weight = weight.reshape(groups, out_per_group, groups, in_per_group,
-                                *self.kernel_size)
-        index = torch.arange(groups, device=device)
-        weight = weight[index, :, index].reshape(self.out_channels,
-                                                 in_per_group,
-                                                 *self.kernel_size)
-        if identity:
-            return self._grouped_conv(x, weight, self.bias, groups)
-        bias = None if self.bias is None else self.bias[out_order]
-        out = self._grouped_conv(x[:, in_order], weight, bias, groups)
-        return out[:, out_inverse]
-
-    def _grouped_conv(self, x: Tensor, weight: Tensor,
-                      bias: Optional[Tensor], groups: int) -> Tensor:
-        if self.padding_mode != 'zeros':
-            x = F.pad(x, self._reversed_padding_repeated_twice,
-                      mode=self.padding_mode)
-            padding = 0
-        else:
-            padding = self.padding
-        return F.conv2d(x, weight, bias, self.stride, padding, self.dilation,
-                        groups)
+    def _use_grouped(self, layout: GroupLayout) -> bool:
+        if self.impl == 'dense' or isinstance(self.padding, str):
+            return False
+        if self.impl == 'grouped':
+            return True
+        # 'auto': the grouped step must clearly beat the dense one.
+        return relative_step_cost(layout) < 0.75
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -354,13 +324,29 @@ class DGConv2d(nn.Conv2d):
                 f'(N, {self.in_channels}, H, W), got {tuple(x.shape)}.')
         if not self.has_gates:
             return self._conv_forward(x, self.weight, self.bias)
-        needs_grad = torch.is_grad_enabled() and (
-            x.requires_grad or self.weight.requires_grad
-            or self.gate.requires_grad)
-        if not needs_grad and self.num_groups > 1:
-            return self._grouped_forward(x)
-        masked_weight = self.weight * self.relationship()[:, :, None, None]
-        return self._conv_forward(x, masked_weight, self.bias)
+        layout = self.group_layout()
+        if not self._use_grouped(layout):
+            masked_weight = self.weight * self.relationship()[:, :, None,
+                                                              None]
+            return self._conv_forward(x, masked_weight, self.bias)
+
+        weight, bias, padding = self.weight, self.bias, self.padding
+        if self.padding_mode != 'zeros':
+            x = F.pad(x, self._reversed_padding_repeated_twice,
+                      mode=self.padding_mode)
+            padding = (0, 0)
+        device_type = x.device.type
+        if torch.is_autocast_enabled(device_type):
+            # The custom backward runs outside autocast: cast up front, as
+            # autocast would for conv2d.
+            dtype = torch.get_autocast_dtype(device_type)
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+            with torch.autocast(device_type, enabled=False):
+                return grouped_dgconv(x, weight, self.gate, bias, layout,
+                                      self.stride, padding, self.dilation)
+        return grouped_dgconv(x, weight, self.gate, bias, layout,
+                              self.stride, padding, self.dilation)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f', num_groups={self.num_groups}'

@@ -216,21 +216,31 @@ def test_grouped_inference_equals_dense(in_channels, out_channels, gates,
                      dilation=2, bias=bias).eval()
     _set_gates(layer, gates)
     x = torch.rand(2, in_channels, 9, 9)
-    dense = layer(x)  # gradients enabled: the masked dense conv
+    dense = F.conv2d(x, layer.weight * layer.relationship()[:, :, None, None],
+                     layer.bias, stride=2, padding=2, dilation=2)
     with torch.no_grad():
         grouped = layer(x)
     torch.testing.assert_close(grouped, dense, rtol=1e-5, atol=1e-5)
 
 
-def test_permutation_cache_follows_gate_flips():
+def test_layout_cache_follows_gate_flips_only():
     layer = DGConv2d(8, 8, 1, bias=False).eval()
     x = torch.rand(1, 8, 4, 4)
-    for gates in ([1., 1., -1.], [-1., 1., 1.], [1., 1., -1.]):
+    layouts = []
+    for gates in ([1., 1., -1.], [-1., 1., 1.], [0.5, 0.5, -0.5]):
         _set_gates(layer, gates)
         with torch.no_grad():
             grouped = layer(x)
         torch.testing.assert_close(
             grouped, F.conv2d(x, layer.weight * layer.relationship()[
                 :, :, None, None]), rtol=1e-5, atol=1e-5)
-    key, *_ = layer._permutation_cache
-    assert key == (1.0, 1.0, 0.0)
+        layouts.append(layer.group_layout())
+    assert layouts[0] is not layouts[1]
+    # Same signs, other magnitudes: the cached layout is reused.
+    assert layouts[2] is layer.group_layout()
+    assert layouts[2].split == [2] and layouts[2].groups == 2
+
+
+def test_bad_impl_raises():
+    with pytest.raises(ValueError, match="impl must be"):
+        DGConv2d(8, 8, 3, impl='fast')

@@ -1,0 +1,115 @@
+"""The grouped DGConv path equals the dense formulation exactly: forward,
+input grad, weight grad and every gate grad, for any gate pattern."""
+import itertools
+
+import pytest
+import torch
+
+from mmdgconv.models.layers import DGConv2d
+from mmdgconv.models.layers.dg_conv2d_grouped import (GroupLayout,
+                                                      relative_step_cost)
+
+
+def _pair(in_channels, out_channels, gates, **kwargs):
+    dense = DGConv2d(in_channels, out_channels, impl='dense', **kwargs)
+    grouped = DGConv2d(in_channels, out_channels, impl='grouped', **kwargs)
+    grouped.load_state_dict(dense.state_dict())
+    with torch.no_grad():
+        for layer in (dense, grouped):
+            layer.gate.copy_(torch.tensor(gates))
+    return dense, grouped
+
+
+def _step(layer, x, grad_out):
+    x = x.clone().requires_grad_()
+    out = layer(x)
+    (out * grad_out).sum().backward()
+    grads = dict(out=out.detach(), x=x.grad, weight=layer.weight.grad,
+                 gate=layer.gate.grad)
+    if layer.bias is not None:
+        grads['bias'] = layer.bias.grad
+    return grads
+
+
+def _assert_same(dense, grouped, x):
+    grad_out = torch.randn_like(dense(x))
+    expected, actual = _step(dense, x, grad_out), _step(grouped, x, grad_out)
+    for key, value in expected.items():
+        torch.testing.assert_close(actual[key], value, rtol=1e-5, atol=1e-5,
+                                   msg=lambda m: f'{key}: {m}')
+
+
+# Every pattern of a 3-gate layer: all split, all merged, interleaved...
+@pytest.mark.parametrize('gates',
+                         list(itertools.product([-1., 1.], repeat=3)))
+def test_every_gate_pattern_square(gates):
+    torch.manual_seed(0)
+    dense, grouped = _pair(8, 8, gates, kernel_size=3, padding=1)
+    _assert_same(dense, grouped, torch.randn(2, 8, 7, 7))
+
+
+@pytest.mark.parametrize('in_channels,out_channels,gates', [
+    (8, 32, [-1., 1., -1.]),  # GroupUp, interleaved
+    (8, 32, [-1., -1., -1.]),
+    (32, 8, [1., -1., -1.]),  # GroupDown
+    (32, 8, [-1., 1., 1.]),
+    (16, 32, [1., -1., 1., -1.]),
+])
+@pytest.mark.parametrize('conv', [
+    dict(kernel_size=3, stride=2, padding=2, dilation=2, bias=True),
+    dict(kernel_size=1, stride=1, padding=0, bias=False),
+    dict(kernel_size=3, stride=1, padding=1, bias=True,
+         padding_mode='reflect'),
+])
+def test_group_up_down_with_stride_dilation_bias(in_channels, out_channels,
+                                                 gates, conv):
+    torch.manual_seed(1)
+    dense, grouped = _pair(in_channels, out_channels, gates, **conv)
+    _assert_same(dense, grouped, torch.randn(2, in_channels, 9, 9))
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_random_patterns_wide_layer(seed):
+    generator = torch.Generator().manual_seed(seed)
+    gates = (torch.rand(6, generator=generator) - 0.5).tolist()
+    torch.manual_seed(seed)
+    dense, grouped = _pair(64, 64, gates, kernel_size=3, padding=1)
+    _assert_same(dense, grouped, torch.randn(2, 64, 6, 6))
+
+
+def test_auto_chooses_grouped_only_when_cheaper():
+    layer = DGConv2d(16, 16, 3, padding=1)
+    with torch.no_grad():
+        layer.gate.copy_(torch.tensor([1., 1., 1., 1.]))  # G = 1
+    assert not layer._use_grouped(layer.group_layout())
+    with torch.no_grad():
+        layer.gate.copy_(torch.tensor([-1., 1., 1., 1.]))  # G = 2
+    assert layer._use_grouped(layer.group_layout())
+    layout = GroupLayout([0] * 5, 32, 32)
+    assert relative_step_cost(layout) == pytest.approx(8 / 96)
+    assert not DGConv2d(16, 16, 3, padding='same')._use_grouped(layout)
+
+
+def test_bf16_autocast_grouped_matches_dense():
+    dense, grouped = _pair(16, 16, [-1., 1., -1., 1.], kernel_size=3,
+                           padding=1)
+    x = torch.randn(2, 16, 8, 8)
+    outs = []
+    for layer in (dense, grouped):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = layer(x)
+        assert out.dtype == torch.bfloat16
+        out.float().sum().backward()
+        assert layer.gate.grad.dtype == torch.float32
+        outs.append((out.float(), layer.weight.grad, layer.gate.grad))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+
+def test_no_grad_and_eval_use_the_same_path():
+    dense, grouped = _pair(16, 16, [1., -1., 1., -1.], kernel_size=3,
+                           padding=1)
+    x = torch.randn(1, 16, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(grouped.eval()(x), dense.eval()(x),
+                                   rtol=1e-5, atol=1e-5)
