@@ -21,3 +21,4 @@ test-fast: install
 
 benchmark: install
 	$(PY) benchmarks/bench_dgconv.py --update-readme
+	$(PY) benchmarks/bench_coc.py --update-readme

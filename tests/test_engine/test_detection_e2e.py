@@ -11,14 +11,17 @@ from mmengine.runner import Runner
 from mmdgconv.models import DGConv2d
 from mmdgconv.testing import set_score_threshold, shrink_detection_config
 
-CONFIGS = osp.join(osp.dirname(__file__), '..', '..', 'configs', 'g_resnext')
+CONFIGS = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 # Narrow widths keep the two iterations quick; depth, the neck, the heads and
 # every training component are the stock config's.
-NARROW = dict(groups=4, base_width=4, base_channels=16)
+NARROW = {
+    'mmdgconv.GResNeXt': dict(groups=4, base_width=4, base_channels=16),
+    'mmdgconv.ResNetCoC': dict(base_channels=16),
+}
 
 
 def _narrow_fpn(cfg):
-    cfg.model.backbone.update(NARROW)
+    cfg.model.backbone.update(NARROW[cfg.model.backbone.type])
     cfg.model.neck.in_channels = [64, 128, 256, 512]
     cfg.model.neck.out_channels = 32
     for head in ('rpn_head', 'bbox_head'):
@@ -50,14 +53,17 @@ class _RecordLogs(Hook):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('config,metrics', [
-    ('faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py', ('bbox', )),
-    ('retinanet_g-resnext50-32x4d_fpn_1x_coco.py', ('bbox', )),
-    ('mask-rcnn_g-resnext50-32x4d_fpn_1x_coco.py', ('bbox', 'segm')),
+    ('g_resnext/faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py', ('bbox', )),
+    ('g_resnext/retinanet_g-resnext50-32x4d_fpn_1x_coco.py', ('bbox', )),
+    ('g_resnext/mask-rcnn_g-resnext50-32x4d_fpn_1x_coco.py', ('bbox',
+                                                              'segm')),
+    ('coc/faster-rcnn_r50-coc_fpn_1x_coco.py', ('bbox', )),
+    ('coc/retinanet_r50-coc_fpn_1x_coco.py', ('bbox', )),
+    ('coc/mask-rcnn_r50-coc_fpn_1x_coco.py', ('bbox', 'segm')),
 ])
 def test_detector_trains_and_validates(config, metrics, synthetic_coco,
                                        tmp_path):
     cfg = Config.fromfile(osp.join(CONFIGS, config))
-    assert cfg.model.backbone.type == 'mmdgconv.GResNeXt'
     assert cfg.default_scope == 'mmdet'
     cfg = shrink_detection_config(cfg, synthetic_coco, str(tmp_path))
     _narrow_fpn(cfg)
@@ -71,9 +77,12 @@ def test_detector_trains_and_validates(config, metrics, synthetic_coco,
 
     assert len(recorder.outputs) == 2
     for logged in recorder.outputs:
-        assert 'loss_resource' in logged and 'dg_zeta' in logged
-        assert logged['dg_zeta_ratio'] > 0
-        assert {f'dg_groups_layer{i}' for i in range(1, 5)} <= set(logged)
+        assert logged['loss'] > 0
+        if cfg.model.backbone.type == 'mmdgconv.GResNeXt':
+            assert 'loss_resource' in logged and 'dg_zeta' in logged
+            assert logged['dg_zeta_ratio'] > 0
+            assert {f'dg_groups_layer{i}'
+                    for i in range(1, 5)} <= set(logged)
     # The validation pass ran pycocotools' COCO evaluation.
     metrics_seen = runner.message_hub.log_scalars
     for metric in metrics:
@@ -90,7 +99,7 @@ def test_detector_trains_and_validates(config, metrics, synthetic_coco,
 def test_101_configs_build_full_width(config):
     from mmdet.registry import MODELS
     from mmengine.registry import DefaultScope
-    cfg = Config.fromfile(osp.join(CONFIGS, config))
+    cfg = Config.fromfile(osp.join(CONFIGS, 'g_resnext', config))
     with DefaultScope.overwrite_default_scope('mmdet'):
         backbone = MODELS.build(cfg.model.backbone)
     widths = [m.in_channels for m in backbone.modules()
@@ -101,3 +110,21 @@ def test_101_configs_build_full_width(config):
     with torch.no_grad():
         outs = backbone.eval()(torch.rand(1, 3, 32, 32))
     assert [o.shape[1] for o in outs] == [256, 512, 1024, 2048]
+
+
+@pytest.mark.parametrize('config', [
+    'faster-rcnn_r50-coc_fpn_1x_coco_deploy.py',
+    'retinanet_r50-coc_fpn_1x_coco_deploy.py',
+    'mask-rcnn_r50-coc_fpn_1x_coco_deploy.py',
+])
+def test_coc_deploy_configs_build_plain_convs(config):
+    from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
+    cfg = Config.fromfile(osp.join(CONFIGS, 'coc', config))
+    assert cfg.model.backbone.deploy and cfg.model.backbone.init_cfg is None
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    keys = model.state_dict().keys()
+    assert not any(k.endswith(('super_weight', 'sbn_weight')) for k in keys)
+    assert model.backbone.coc_layers()  # still CoC layers, in deployed form
+    assert all(layer.deploy for layer in model.backbone.coc_layers())

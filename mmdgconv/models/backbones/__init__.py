@@ -1,4 +1,5 @@
 from .bottleneck import Bottleneck
 from .g_resnext import GBottleneck, GResNeXt
+from .resnet_coc import ResNetCoC
 
-__all__ = ['Bottleneck', 'GBottleneck', 'GResNeXt']
+__all__ = ['Bottleneck', 'GBottleneck', 'GResNeXt', 'ResNetCoC']

@@ -1,0 +1,160 @@
+"""Shared machinery of the benchmark scripts: classifier wrappers, the
+interleaved timing loop, per-process peak memory and the README table."""
+import os.path as osp
+import re
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+class Classifier(nn.Module):
+    """Backbone + global average pooling + linear, returning logits."""
+
+    def __init__(self, backbone: nn.Module, channels: int = 2048):
+        super().__init__()
+        self.backbone = backbone
+        self.fc = nn.Linear(channels, 1000)
+
+    def forward(self, x):
+        feature = self.backbone(x)[-1]
+        return self.fc(F.adaptive_avg_pool2d(feature, 1).flatten(1))
+
+
+def train_step(model, optimizer, batch, target):
+    """Forward, cross-entropy backward and an SGD step."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    F.cross_entropy(model(batch), target).backward()
+    optimizer.step()
+
+
+def inference(model, batch):
+    model.eval()
+    with torch.no_grad():
+        model(batch)
+
+
+def standard_tasks(models: Dict[str, nn.Module], size: int,
+                   train: Optional[List[str]] = None
+                   ) -> Dict[str, Dict[str, Callable[[], None]]]:
+    """Train step at batch 8 (for the ``train`` models, default all) and
+    inference at batch 1 and 8, on shared random batches.
+
+    Returns:
+        dict: Task name -> model name -> a callable running it once.
+    """
+    batch1 = torch.rand(1, 3, size, size)
+    batch8 = torch.rand(8, 3, size, size)
+    target = torch.randint(0, 1000, (8, ))
+    trainable = train if train is not None else list(models)
+    tasks = {'train step, batch 8': {}, 'inference, batch 1': {},
+             'inference, batch 8': {}}
+    for name, model in models.items():
+        if name in trainable:
+            optimizer = torch.optim.SGD(model.parameters(), lr=1e-4,
+                                        momentum=0.9)
+            tasks['train step, batch 8'][name] = (
+                lambda m=model, o=optimizer: train_step(m, o, batch8, target))
+        tasks['inference, batch 1'][name] = lambda m=model: inference(
+            m, batch1)
+        tasks['inference, batch 8'][name] = lambda m=model: inference(
+            m, batch8)
+    return tasks
+
+
+def measure(tasks: Dict[str, Dict[str, Callable[[], None]]],
+            repeats: int) -> Dict[str, Dict[str, List[float]]]:
+    """Seconds per run, interleaving the models round by round so that any
+    drift of the machine affects them alike; one warm-up run each."""
+    times = {}
+    for task, runners in tasks.items():
+        for run in runners.values():
+            run()
+        times[task] = {name: [] for name in runners}
+        for _ in range(repeats):
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run()
+                times[task][name].append(time.perf_counter() - start)
+    return times
+
+
+def _status_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+def peak_growth_mib(run: Callable[[], None]) -> float:
+    """Peak RSS growth (MiB) while ``run`` runs, in this process.
+
+    The high-water mark is reset first: a child process otherwise inherits
+    its parent's across fork and exec.
+    """
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset VmHWM to the current RSS
+    before = _status_kib('VmRSS')
+    run()
+    return (_status_kib('VmHWM') - before) / 1024
+
+
+def measure_memory_in_subprocesses(script: str, names: List[str],
+                                   extra_args: List[str]) -> Dict[str, float]:
+    """Run ``script --memory-of NAME`` for each model in a fresh process."""
+    peaks = {}
+    for name in names:
+        result = subprocess.run(
+            [sys.executable, script, '--memory-of', name, *extra_args],
+            capture_output=True, text=True, check=True)
+        peaks[name] = float(result.stdout.strip().splitlines()[-1])
+    return peaks
+
+
+def format_table(times, peaks, names, header: str) -> str:
+    """A markdown table of medians with ratios to the first model."""
+    baseline = names[0]
+    lines = [
+        header, '', '| measure | ' + ' | '.join(names) + ' |',
+        '|---|' + '---:|' * len(names)
+    ]
+    for task, per_model in times.items():
+        base = statistics.median(per_model[baseline])
+        cells = []
+        for name in names:
+            if name not in per_model:
+                cells.append('n/a')
+                continue
+            median = statistics.median(per_model[name])
+            cells.append(f'{1000 * median:.0f} ms ({median / base:.2f}x)')
+        lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
+    if peaks:
+        cells = [f'{peaks[n]:.0f} MiB ({peaks[n] / peaks[baseline]:.2f}x)'
+                 for n in names]
+        lines.append('| peak train-step memory, batch 8 | ' +
+                     ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def update_readme(table: str, key: str) -> None:
+    """Replace README's text between ``<!-- benchmark:KEY:start/end -->``."""
+    start, end = f'<!-- benchmark:{key}:start -->', \
+        f'<!-- benchmark:{key}:end -->'
+    readme = osp.join(REPO, 'README.md')
+    with open(readme) as f:
+        text = f.read()
+    pattern = re.compile(re.escape(start) + '.*?' + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f'{readme} has no {start} ... {end}')
+    with open(readme, 'w') as f:
+        f.write(pattern.sub(lambda _: f'{start}\n{table}\n{end}', text))

@@ -1,0 +1,99 @@
+"""Re-parameterise every CoC layer of a checkpoint into a plain conv.
+
+Works for any model the config builds (a detector, a recogniser or a
+classifier): every ``CoCConv2d`` anywhere in it is converted, not only those
+of ``model.backbone``. The output loads with ``strict=True`` into the model
+of the matching ``*_deploy.py`` config (``deploy=True``), keeps the input's
+``meta``, and is written atomically.
+
+Example:
+    python tools/model_converters/coc_to_static.py \\
+        configs/coc/retinanet_r50-coc_fpn_1x_coco.py train.pth static.pth --verify
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+
+import torch  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+from mmdgconv.apis import load_config  # noqa: E402
+from mmdgconv.deploy import (ConversionError, build_model,  # noqa: E402
+                             check_output_path, load_state_dict_strict,
+                             max_abs_difference, model_outputs,
+                             random_inputs, save_atomically)
+from mmdgconv.models.layers import CoCConv2d  # noqa: E402
+
+TOLERANCE = 1e-4
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='the (training) config of the model')
+    parser.add_argument('checkpoint', help='the trained checkpoint')
+    parser.add_argument('out', help='where to write the static checkpoint')
+    parser.add_argument(
+        '--verify', action='store_true',
+        help='compare outputs on a 224x224 random batch (otherwise a tiny '
+        'one) and fail above %g max abs difference' % TOLERANCE)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        metavar='KEY=VALUE', help='override config settings')
+    return parser.parse_args()
+
+
+def convert(args) -> float:
+    check_output_path(args.out, args.checkpoint, args.config)
+    cfg = load_config(args.config, args.cfg_options)
+    if cfg.model.get('backbone', {}).get('init_cfg') is not None:
+        cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
+    model = build_model(cfg)
+    checkpoint = load_state_dict_strict(model, args.checkpoint, args.config)
+    layers = [(name, m) for name, m in model.named_modules()
+              if isinstance(m, CoCConv2d) and m.with_coc and not m.deploy]
+    if not layers:
+        raise ConversionError(
+            f'the model built from {args.config} has no CoC layer to '
+            're-parameterise (is it already a deploy config?)')
+
+    inputs, samples = random_inputs(model, 224 if args.verify else 64)
+    before = model_outputs(model, inputs, samples)
+    for _, layer in layers:
+        layer.switch_to_deploy()
+    for module in model.modules():  # backbones record their form
+        if hasattr(module, 'coc_layers') and hasattr(module, 'deploy'):
+            module.deploy = True
+    difference = max_abs_difference(before, model_outputs(
+        model, inputs, samples))
+    print(f'converted {len(layers)} CoC layers; max abs output difference '
+          f'{difference:.3g} on a {tuple(inputs.shape)} random batch')
+    if not difference <= TOLERANCE:
+        raise ConversionError(
+            f'outputs differ by {difference:.3g} > {TOLERANCE} after the '
+            f'conversion; {args.out} was not written')
+
+    meta = dict(checkpoint.get('meta', {}))
+    meta['mmdgconv_conversion'] = dict(
+        tool='coc_to_static', source=osp.abspath(args.checkpoint),
+        layers=len(layers), max_abs_difference=difference)
+    save_atomically(
+        dict(meta=meta, state_dict={
+            k: v.detach().clone() for k, v in model.state_dict().items()
+        }), args.out)
+    print(f'wrote {args.out}')
+    return difference
+
+
+def main():
+    args = parse_args()
+    torch.manual_seed(0)
+    try:
+        convert(args)
+    except (ConversionError, FileNotFoundError) as error:
+        raise SystemExit(f'error: {error}')
+
+
+if __name__ == '__main__':
+    main()
