@@ -22,3 +22,4 @@ test-fast: install
 benchmark: install
 	$(PY) benchmarks/bench_dgconv.py --update-readme
 	$(PY) benchmarks/bench_coc.py --update-readme
+	$(PY) benchmarks/bench_pedconv.py --update-readme

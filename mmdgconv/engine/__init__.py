@@ -1,3 +1,3 @@
-from .hooks import ResourceConstraintHook
+from .hooks import LossTermHook, PEDInfoMaxHook, ResourceConstraintHook
 
-__all__ = ['ResourceConstraintHook']
+__all__ = ['LossTermHook', 'PEDInfoMaxHook', 'ResourceConstraintHook']

@@ -17,6 +17,7 @@ CONFIGS = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 NARROW = {
     'mmdgconv.GResNeXt': dict(groups=4, base_width=4, base_channels=16),
     'mmdgconv.ResNetCoC': dict(base_channels=16),
+    'mmdgconv.PEDResNet': dict(base_channels=16, ped_cfg=dict(reduction=4)),
 }
 
 
@@ -60,6 +61,9 @@ class _RecordLogs(Hook):
     ('coc/faster-rcnn_r50-coc_fpn_1x_coco.py', ('bbox', )),
     ('coc/retinanet_r50-coc_fpn_1x_coco.py', ('bbox', )),
     ('coc/mask-rcnn_r50-coc_fpn_1x_coco.py', ('bbox', 'segm')),
+    ('pedconv/faster-rcnn_ped-r50_fpn_1x_coco.py', ('bbox', )),
+    ('pedconv/retinanet_ped-r50_fpn_1x_coco.py', ('bbox', )),
+    ('pedconv/mask-rcnn_ped-r50_fpn_1x_coco.py', ('bbox', 'segm')),
 ])
 def test_detector_trains_and_validates(config, metrics, synthetic_coco,
                                        tmp_path):
@@ -78,6 +82,9 @@ def test_detector_trains_and_validates(config, metrics, synthetic_coco,
     assert len(recorder.outputs) == 2
     for logged in recorder.outputs:
         assert logged['loss'] > 0
+        if cfg.model.backbone.type == 'mmdgconv.PEDResNet':
+            # The info-max loss reaches the total loss and the log.
+            assert logged['loss_infomax'] > 0
         if cfg.model.backbone.type == 'mmdgconv.GResNeXt':
             assert 'loss_resource' in logged and 'dg_zeta' in logged
             assert logged['dg_zeta_ratio'] > 0

@@ -1,3 +1,5 @@
+from .loss_term_hook import LossTermHook
+from .ped_info_max_hook import PEDInfoMaxHook
 from .resource_constraint_hook import ResourceConstraintHook
 
-__all__ = ['ResourceConstraintHook']
+__all__ = ['LossTermHook', 'PEDInfoMaxHook', 'ResourceConstraintHook']

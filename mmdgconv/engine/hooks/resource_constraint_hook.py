@@ -8,11 +8,10 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmdgconv.models.layers import DGConv2d
 from mmdgconv.registry import HOOKS
+from .loss_term_hook import LossTermHook
 
 _STAGE_PATTERN = re.compile(r'(?:^|\.)(layer\d+)(?:\.|$)')
 
@@ -37,15 +36,15 @@ def _task_loss(losses: dict) -> torch.Tensor:
 
 
 @HOOKS.register_module()
-class ResourceConstraintHook(Hook):
+class ResourceConstraintHook(LossTermHook):
     """Train DGConv models on ``L * (o / zeta) ** alpha`` (paper, eq. 9).
 
     ``zeta`` is the model's complexity: the sum of ``nnz(U)`` over all
     DGConv layers. Training adds ``loss_resource = L * ((o / zeta)**alpha -
     1)`` to the model's loss dict, so the summed loss is exactly
     ``L * (o / zeta)**alpha`` while every task loss is logged unchanged.
-    Works for any mmdet, mmaction2 or mmpretrain model, since it only reads
-    the loss dict that ``forward(mode='loss')`` returns. It also logs
+    Works for any mmdet, mmaction2 or mmpretrain model (see
+    :class:`LossTermHook`). It also logs
     ``dg_zeta``, ``dg_zeta_ratio`` (zeta / o) and ``dg_groups_<stage>``,
     the mean learned group count of each stage, at every logging interval.
 
@@ -63,8 +62,6 @@ class ResourceConstraintHook(Hook):
             pressure) once the model is within budget. Default: -0.02.
     """
 
-    priority = 'NORMAL'
-
     def __init__(self,
                  budget: Optional[float] = None,
                  budget_groups: int = 32,
@@ -74,15 +71,13 @@ class ResourceConstraintHook(Hook):
         if budget_groups < 1:
             raise ValueError(
                 f'budget_groups must be >= 1, got {budget_groups}')
+        super().__init__()
         self.budget = budget
         self.budget_groups = budget_groups
         self.alpha = alpha
         self._layers: List[Tuple[str, DGConv2d]] = []
-        self._handle = None
 
-    def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+    def setup(self, model, runner) -> None:
         self._layers = [(name, m) for name, m in model.named_modules()
                         if isinstance(m, DGConv2d) and m.has_gates]
         if not self._layers:
@@ -97,13 +92,6 @@ class ResourceConstraintHook(Hook):
         runner.logger.info(
             f'ResourceConstraintHook: {len(self._layers)} DGConv layers, '
             f'budget o={self.budget:.0f}, current zeta={self.zeta():.0f}')
-        self._handle = model.register_forward_hook(
-            self._constrain_losses, with_kwargs=True)
-
-    def after_train(self, runner) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
     def zeta(self) -> float:
         """The current complexity ``sum(nnz(U))``."""
@@ -116,18 +104,13 @@ class ResourceConstraintHook(Hook):
             groups[_stage_of(name)].append(layer.num_groups)
         return {stage: sum(g) / len(g) for stage, g in groups.items()}
 
-    def _constrain_losses(self, module, args, kwargs, output):
-        mode = kwargs.get('mode', args[2] if len(args) > 2 else None)
-        if not module.training or mode != 'loss' or not isinstance(
-                output, dict):
-            return None
-        task_loss = _task_loss(output)
+    def add_terms(self, losses: dict) -> None:
+        task_loss = _task_loss(losses)
         zeta = sum(layer.complexity() for _, layer in self._layers)
         alpha = self.alpha if zeta.item() > self.budget else 0.
         factor = (self.budget / zeta)**alpha
-        output['loss_resource'] = task_loss * (factor - 1)
-        output['dg_zeta'] = zeta.detach()
-        output['dg_zeta_ratio'] = zeta.detach() / self.budget
+        losses['loss_resource'] = task_loss * (factor - 1)
+        losses['dg_zeta'] = zeta.detach()
+        losses['dg_zeta_ratio'] = zeta.detach() / self.budget
         for stage, groups in self.groups_per_stage().items():
-            output[f'dg_groups_{stage}'] = zeta.new_tensor(groups)
-        return output
+            losses[f'dg_groups_{stage}'] = zeta.new_tensor(groups)

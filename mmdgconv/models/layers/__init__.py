@@ -1,8 +1,9 @@
 from .coc_conv2d import CoCConv2d, super_kernel_geometry
 from .dg_conv2d import DGConv2d, binarize_gates, kronecker_relationship
 from .dg_conv2d_grouped import GroupLayout, grouped_dgconv
+from .ped_conv2d import PEDConv2d
 
 __all__ = [
-    'CoCConv2d', 'DGConv2d', 'GroupLayout', 'binarize_gates',
+    'CoCConv2d', 'DGConv2d', 'GroupLayout', 'PEDConv2d', 'binarize_gates',
     'grouped_dgconv', 'kronecker_relationship', 'super_kernel_geometry'
 ]

@@ -1,0 +1,136 @@
+"""PED-ResNet: ResNet whose block convs are PEDConv dynamic convolutions.
+
+Paper: Hou and Kung, "Parameter Efficient Dynamic Convolution via Tensor
+Decomposition", BMVC 2021.
+"""
+import copy
+
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmdet.models.layers import ResLayer
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmdgconv.models.layers import PEDConv2d
+from mmdgconv.registry import MODELS
+
+#: The released model's setting: rank 1, a C_in/16 generator, multiplicative
+#: modulation, logit noise 0.1 in training, no info-max decoder.
+DEFAULT_PED_CFG = dict(
+    type='PEDConv',
+    rank=1,
+    reduction=16,
+    mode='multiplicative',
+    noise_std=0.1,
+    info_max=False,
+    info_max_weight=0.001)
+
+
+class PEDBasicBlock(BasicBlock):
+    """Basic block whose two 3x3 convs are PEDConv (``ped_cfg`` given).
+
+    The downsample is built by ``ResLayer`` with the stage's ``conv_cfg``,
+    so it stays static.
+    """
+
+    def __init__(self, *args, ped_cfg=None, **kwargs):
+        if ped_cfg is not None:
+            kwargs['conv_cfg'] = ped_cfg
+        super().__init__(*args, **kwargs)
+
+
+class PEDBottleneck(Bottleneck):
+    """Bottleneck whose three convs are PEDConv (``ped_cfg`` given)."""
+
+    def __init__(self, *args, ped_cfg=None, **kwargs):
+        if ped_cfg is not None:
+            kwargs['conv_cfg'] = ped_cfg
+        super().__init__(*args, **kwargs)
+
+
+@MODELS.register_module()
+class PEDResNet(ResNet):
+    """ResNet with parameter-efficient dynamic convolutions (PEDConv).
+
+    Placement as the paper: all three bottleneck convs in ResNet-50/101,
+    both 3x3 convs of the basic blocks in ResNet-18/34; the stem and the
+    downsample stay static. Norm weights inside the blocks start at 0.5 (the
+    official initialisation) unless weights are loaded from a checkpoint.
+
+    Args:
+        depth (int): Depth, from {18, 34, 50, 101}.
+        ped_cfg (dict, optional): Overrides of :data:`DEFAULT_PED_CFG`, the
+            options of :class:`~mmdgconv.models.layers.PEDConv2d`.
+        ped_stages (Sequence[bool]): Which stages use PEDConv. Default: all.
+        **kwargs: The mmdet ResNet interface (``out_indices, frozen_stages,
+            norm_cfg, norm_eval, with_cp, style, plugins, init_cfg``, ...).
+
+    Example:
+        >>> import torch
+        >>> from mmdgconv.models import PEDResNet
+        >>> model = PEDResNet(depth=18).eval()
+        >>> outs = model(torch.rand(2, 3, 64, 64))
+        >>> [tuple(o.shape) for o in outs]
+        [(2, 64, 16, 16), (2, 128, 8, 8), (2, 256, 4, 4), (2, 512, 2, 2)]
+    """
+
+    arch_settings = {
+        18: (PEDBasicBlock, (2, 2, 2, 2)),
+        34: (PEDBasicBlock, (3, 4, 6, 3)),
+        50: (PEDBottleneck, (3, 4, 6, 3)),
+        101: (PEDBottleneck, (3, 4, 23, 3)),
+    }
+    block_norm_init = 0.5
+
+    def __init__(self,
+                 depth,
+                 ped_cfg=None,
+                 ped_stages=(True, True, True, True),
+                 **kwargs):
+        if depth not in self.arch_settings:
+            raise KeyError(f'invalid depth {depth} for PEDResNet, expected '
+                           f'one of {sorted(self.arch_settings)}')
+        num_stages = kwargs.get('num_stages', 4)
+        if len(ped_stages) != num_stages:
+            raise ValueError(
+                f'ped_stages has {len(ped_stages)} entries, but the backbone '
+                f'has num_stages={num_stages}')
+        cfg = copy.deepcopy(DEFAULT_PED_CFG)
+        cfg.update(copy.deepcopy(ped_cfg or {}))
+        if cfg.get('type') != 'PEDConv':
+            raise ValueError(f"ped_cfg must build type='PEDConv', got "
+                             f"{cfg.get('type')!r}")
+        # Read by make_res_layer, which the parent's __init__ calls.
+        self.ped_cfg = cfg
+        self.ped_stages = tuple(ped_stages)
+        super().__init__(depth=depth, **kwargs)
+
+    def make_res_layer(self, **kwargs):
+        """Pack a stage's blocks into a ``ResLayer``."""
+        stage = len(self.res_layers)  # the stage being built
+        return ResLayer(
+            ped_cfg=self.ped_cfg if self.ped_stages[stage] else None,
+            **kwargs)
+
+    def init_weights(self):
+        super().init_weights()
+        init_cfg = self.init_cfg if isinstance(self.init_cfg, dict) else {}
+        if init_cfg.get('type') == 'Pretrained':
+            return  # the checkpoint's norms are the ones to keep
+        for name in self.res_layers:
+            for module in getattr(self, name).modules():
+                if isinstance(module, _BatchNorm) and module.affine:
+                    module.weight.data.fill_(self.block_norm_init)
+        for layer in self.ped_layers():  # Kaiming init must not touch these
+            layer.reset_generator()
+
+    def train(self, mode=True):
+        """Set training mode, keeping frozen stages and ``norm_eval``."""
+        super().train(mode)
+        return self  # mmdet's ResNet.train returns None; nn.Module's self
+
+    def ped_layers(self):
+        """All PEDConv layers, in network order.
+
+        Returns:
+            list[PEDConv2d]: The layers.
+        """
+        return [m for m in self.modules() if isinstance(m, PEDConv2d)]

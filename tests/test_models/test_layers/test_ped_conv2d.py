@@ -1,0 +1,182 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import build_conv_layer
+from mmengine.registry import DefaultScope
+
+from mmdgconv.models.layers import PEDConv2d
+
+
+def loop_reference(layer, x):
+    """Each sample convolved with its own explicit kernel, one at a time."""
+    factors = layer.factors(x)
+    gamma, phi, psi = factors
+    outs = []
+    for b in range(x.shape[0]):
+        modulation = sum(
+            gamma[b, r][:, None, None, None] * phi[b, r][None, :, None, None]
+            * psi[b, r][None, None] for r in range(layer.rank))
+        kernel = layer.weight * modulation if layer.mode == 'multiplicative' \
+            else layer.weight + modulation
+        xb = x[b:b + 1]
+        padding = layer.padding
+        if layer.padding_mode != 'zeros':
+            xb = F.pad(xb, layer._reversed_padding_repeated_twice,
+                       mode=layer.padding_mode)
+            padding = 0
+        outs.append(F.conv2d(xb, kernel, layer.bias, layer.stride, padding,
+                             layer.dilation, layer.groups))
+    return torch.cat(outs)
+
+
+def _grads(layer, x, fn, grad_out):
+    layer.zero_grad()
+    x = x.clone().requires_grad_()
+    out = fn(x)
+    (out * grad_out).sum().backward()
+    return out.detach(), x.grad, {
+        n: p.grad.clone() for n, p in layer.named_parameters()
+        if p.grad is not None
+    }
+
+
+def _randomise_generator(layer):
+    with torch.no_grad():  # factors far from 0.5, so every path matters
+        for module in layer.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0, 0.5)
+                module.bias.normal_(0, 0.5)
+
+
+CASES = [
+    dict(in_channels=16, out_channels=32, kernel_size=3, padding=1),
+    dict(in_channels=16, out_channels=16, kernel_size=1),
+    dict(in_channels=16, out_channels=32, kernel_size=3, stride=2, padding=2,
+         dilation=2, groups=4),
+    dict(in_channels=16, out_channels=16, kernel_size=3, padding=1,
+         groups=16, bias=False),  # depthwise
+    dict(in_channels=16, out_channels=8, kernel_size=3, padding=1,
+         padding_mode='reflect'),
+    dict(in_channels=16, out_channels=16, kernel_size=3, padding=1, rank=3),
+    dict(in_channels=16, out_channels=16, kernel_size=3, padding=1,
+         mode='additive'),
+    dict(in_channels=16, out_channels=16, kernel_size=1, rank=2,
+         mode='additive'),
+]
+
+
+@pytest.mark.parametrize('case', CASES)
+@pytest.mark.parametrize('batch', [1, 3])
+def test_per_sample_semantics_forward_and_backward(case, batch):
+    torch.manual_seed(0)
+    layer = PEDConv2d(reduction=4, **case).eval()  # eval: no noise
+    _randomise_generator(layer)
+    x = torch.randn(batch, case['in_channels'], 7, 7)
+    grad_out = torch.randn_like(loop_reference(layer, x))
+    out, grad_x, grads = _grads(layer, x, layer, grad_out)
+    ref_out, ref_grad_x, ref_grads = _grads(
+        layer, x, lambda t: loop_reference(layer, t), grad_out)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_x, ref_grad_x, rtol=1e-5, atol=1e-5)
+    assert grads.keys() == ref_grads.keys()
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5,
+                                   msg=lambda m: f'{name}: {m}')
+
+
+def test_samples_get_different_kernels():
+    torch.manual_seed(0)
+    layer = PEDConv2d(8, 8, 3, padding=1, reduction=2).eval()
+    _randomise_generator(layer)
+    x = torch.randn(2, 8, 5, 5)
+    kernels = layer.sample_kernels(layer.factors(x))
+    assert not torch.allclose(kernels[0], kernels[1])
+    # A sample's output does not depend on the rest of the batch.
+    torch.testing.assert_close(layer(x)[1:], layer(x[1:]), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_initial_factors_are_one_half():
+    layer = PEDConv2d(32, 32, 3).eval()
+    for factor in layer.factors(torch.randn(2, 32, 4, 4)):
+        torch.testing.assert_close(factor, torch.full_like(factor, 0.5),
+                                   rtol=0, atol=0.05)
+
+
+def test_eval_is_deterministic_and_training_is_noisy():
+    torch.manual_seed(0)
+    layer = PEDConv2d(16, 16, 3, padding=1)
+    x = torch.randn(2, 16, 6, 6)
+    layer.eval()
+    torch.testing.assert_close(layer(x), layer(x), rtol=0, atol=0)
+    layer.train()
+    assert not torch.equal(layer(x), layer(x))
+    quiet = PEDConv2d(16, 16, 3, padding=1, noise_std=0.0).train()
+    torch.testing.assert_close(quiet(x), quiet(x), rtol=0, atol=0)
+
+
+def test_info_max_decoder_produces_a_loss_in_training_only():
+    layer = PEDConv2d(16, 16, 3, padding=1, info_max=True).train()
+    layer(torch.randn(2, 16, 5, 5))
+    loss = layer.info_max_loss
+    assert loss is not None and loss.ndim == 0 and loss.requires_grad
+    loss.backward()
+    assert layer.decoder[0].weight.grad is not None
+    assert layer.squeeze.weight.grad is not None
+    plain = PEDConv2d(16, 16, 3, padding=1)
+    assert not hasattr(plain, 'decoder')
+    plain.train()(torch.randn(1, 16, 4, 4))
+    assert plain.info_max_loss is None
+
+
+def test_error_paths_name_the_layer():
+    with pytest.raises(ValueError, match=r'PEDConv2d\(8, 8.*reduction=16'):
+        PEDConv2d(8, 8, 3)  # reduction larger than C_in
+    with pytest.raises(ValueError, match='groups must divide'):
+        PEDConv2d(16, 10, 3, groups=4, reduction=4)
+    with pytest.raises(ValueError, match='rank'):
+        PEDConv2d(16, 16, 3, rank=0, reduction=4)
+    with pytest.raises(ValueError, match='mode'):
+        PEDConv2d(16, 16, 3, mode='concat', reduction=4)
+
+
+def test_channels_last_and_shapes():
+    layer = PEDConv2d(16, 32, 3, stride=2, padding=1, reduction=4).eval()
+    x = torch.randn(4, 16, 9, 9).to(memory_format=torch.channels_last)
+    assert layer(x).shape == (4, 32, 5, 5)
+    torch.testing.assert_close(layer(x), layer(x.contiguous()), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_built_through_conv_cfg_from_every_scope():
+    for scope in ('mmdet', 'mmpretrain', 'mmaction', 'mmdgconv'):
+        with DefaultScope.overwrite_default_scope(scope):
+            layer = build_conv_layer(dict(type='PEDConv', reduction=4), 16,
+                                     16, 3, padding=1)
+        assert isinstance(layer, PEDConv2d) and layer.reduction == 4
+
+
+@pytest.mark.parametrize('batch', [1, 3])
+@pytest.mark.parametrize('case', [
+    # deep layers: fewer output pixels than channels -> the unfold path
+    dict(in_channels=32, out_channels=64, kernel_size=3, padding=1),
+    dict(in_channels=32, out_channels=64, kernel_size=3, stride=2, padding=2,
+         dilation=2, bias=False),
+    dict(in_channels=32, out_channels=64, kernel_size=3, padding=1,
+         padding_mode='reflect'),
+    # a 1x1 layer whose weights are smaller than its activations
+    dict(in_channels=4, out_channels=4, kernel_size=1),
+])
+def test_every_rank1_path_matches_the_loop(case, batch):
+    torch.manual_seed(2)
+    layer = PEDConv2d(reduction=4, **case).eval()
+    _randomise_generator(layer)
+    x = torch.randn(batch, case['in_channels'], 5, 5)
+    grad_out = torch.randn_like(loop_reference(layer, x))
+    out, grad_x, grads = _grads(layer, x, layer, grad_out)
+    ref_out, ref_grad_x, ref_grads = _grads(
+        layer, x, lambda t: loop_reference(layer, t), grad_out)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_x, ref_grad_x, rtol=1e-5, atol=1e-5)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5)
