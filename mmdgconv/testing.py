@@ -112,3 +112,141 @@ def shrink_detection_config(cfg: Config,
     cfg.load_from = None
     cfg.resume = False
     return cfg
+
+
+def _set_video_scale(pipeline, size: int) -> None:
+    for transform in pipeline:
+        kind = transform.get('type')
+        if kind == 'Resize':
+            transform.scale = (-1, size) if transform.scale[0] == -1 else (
+                size, size)
+        elif kind == 'MultiScaleCrop':
+            transform.input_size = size
+        elif kind in ('CenterCrop', 'TenCrop', 'ThreeCrop'):
+            transform.crop_size = size
+
+
+def shrink_recognition_config(cfg: Config,
+                              data: dict,
+                              work_dir: str,
+                              max_iters: int = 2,
+                              image_size: int = 56,
+                              batch_size: int = 2,
+                              val_interval: Optional[int] = None) -> Config:
+    """Point an mmaction2 Kinetics config at a synthetic video dataset.
+
+    Args:
+        cfg (Config): A config built on an ``mmaction::`` Kinetics base.
+        data (dict): As returned by
+            :func:`mmdgconv.datasets.make_synthetic_kinetics`.
+        work_dir (str): The run's work dir.
+        max_iters (int): Training iterations. Default: 2.
+        image_size (int): Crop size. Default: 56.
+        batch_size (int): Videos per training batch. Default: 2.
+        val_interval (int, optional): Validate every this many iterations;
+            None validates once, at the end. Default: None.
+
+    Returns:
+        Config: A new config; ``cfg`` is left untouched. The head's
+        ``num_classes`` matches the dataset; the test split uses the
+        validation pipeline.
+    """
+    cfg = copy.deepcopy(cfg)
+    cfg.work_dir = work_dir
+    for split, loader_key in (('train', 'train_dataloader'),
+                              ('val', 'val_dataloader'),
+                              ('val', 'test_dataloader')):
+        loader = cfg[loader_key]
+        if loader_key == 'test_dataloader':
+            loader.dataset.pipeline = copy.deepcopy(
+                cfg.val_dataloader.dataset.pipeline)
+        loader.dataset.update(
+            ann_file=data[f'{split}_ann'],
+            data_prefix=dict(video=data[f'{split}_videos']))
+        _set_video_scale(loader.dataset.pipeline, image_size)
+        loader.update(
+            batch_size=batch_size if split == 'train' else 1,
+            num_workers=0,
+            persistent_workers=False)
+        if loader_key == 'train_dataloader':
+            loader.sampler = dict(type='InfiniteSampler', shuffle=True)
+    cfg.model.cls_head.num_classes = data['num_classes']
+    backbone = cfg.model.backbone
+    if 'pretrained' in backbone:
+        backbone.pretrained = None
+    backbone.init_cfg = None
+    cfg.train_cfg = ConfigDict(
+        type='IterBasedTrainLoop',
+        max_iters=max_iters,
+        val_interval=val_interval or max_iters)
+    cfg.param_scheduler = []
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=max_iters, by_epoch=False)
+    cfg.log_processor = dict(type='LogProcessor', window_size=1,
+                             by_epoch=False)
+    cfg.load_from = None
+    cfg.resume = False
+    return cfg
+
+
+def _set_image_scale(pipeline, size: int) -> None:
+    for transform in pipeline:
+        kind = transform.get('type')
+        if kind in ('RandomResizedCrop', 'ResizeEdge'):
+            transform.scale = size
+        elif kind == 'CenterCrop':
+            transform.crop_size = size
+
+
+def shrink_classification_config(cfg: Config,
+                                  data: dict,
+                                  work_dir: str,
+                                  max_iters: int = 2,
+                                  image_size: int = 56,
+                                  batch_size: int = 4) -> Config:
+    """Point an mmpretrain ImageNet config at a synthetic ImageFolder.
+
+    Args:
+        cfg (Config): A config built on an ``mmpretrain::`` ImageNet base.
+        data (dict): As returned by
+            :func:`mmdgconv.datasets.make_synthetic_imagefolder`.
+        work_dir (str): The run's work dir.
+        max_iters (int): Training iterations. Default: 2.
+        image_size (int): Crop size. Default: 56.
+        batch_size (int): Training batch size. Default: 4.
+
+    Returns:
+        Config: A new config; the head's ``num_classes`` and the top-k of
+        the accuracy match the dataset.
+    """
+    cfg = copy.deepcopy(cfg)
+    cfg.work_dir = work_dir
+    for split, loader_key in (('train', 'train_dataloader'),
+                              ('val', 'val_dataloader'),
+                              ('val', 'test_dataloader')):
+        loader = cfg[loader_key]
+        pipeline = loader.dataset.pipeline
+        _set_image_scale(pipeline, image_size)
+        loader.dataset = ConfigDict(
+            type='CustomDataset', data_root=data['data_root'],
+            data_prefix=split, classes=list(data['classes']),
+            pipeline=pipeline)
+        loader.update(batch_size=batch_size if split == 'train' else 2,
+                      num_workers=0, persistent_workers=False)
+        if loader_key == 'train_dataloader':
+            loader.sampler = dict(type='InfiniteSampler', shuffle=True)
+    for key in ('val_evaluator', 'test_evaluator'):
+        cfg[key] = dict(type='Accuracy', topk=(1, ))
+    cfg.model.head.num_classes = len(data['classes'])
+    cfg.train_cfg = ConfigDict(type='IterBasedTrainLoop', max_iters=max_iters,
+                               val_interval=max_iters)
+    cfg.param_scheduler = []
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=max_iters, by_epoch=False)
+    cfg.log_processor = dict(type='LogProcessor', window_size=1,
+                             by_epoch=False)
+    cfg.load_from = None
+    cfg.resume = False
+    return cfg

@@ -19,3 +19,13 @@ def synthetic_coco(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('synthetic_coco'))
     return make_synthetic_coco(
         root, num_train=4, num_val=3, image_size=(96, 96), seed=1)
+
+
+@pytest.fixture(scope='session')
+def synthetic_kinetics(tmp_path_factory):
+    """A tiny generated Kinetics-format video dataset (real MP4 files)."""
+    from mmdgconv.datasets import make_synthetic_kinetics
+    root = str(tmp_path_factory.mktemp('synthetic_kinetics'))
+    return make_synthetic_kinetics(
+        root, videos_per_class=1, val_per_class=1, num_frames=12, size=64,
+        seed=2)

@@ -1,3 +1,7 @@
-from .hooks import LossTermHook, PEDInfoMaxHook, ResourceConstraintHook
+from .hooks import (LossTermHook, PEDInfoMaxHook, ResourceConstraintHook,
+                    TrainProgressBarHook)
 
-__all__ = ['LossTermHook', 'PEDInfoMaxHook', 'ResourceConstraintHook']
+__all__ = [
+    'LossTermHook', 'PEDInfoMaxHook', 'ResourceConstraintHook',
+    'TrainProgressBarHook'
+]

@@ -10,6 +10,9 @@ Applied once by ``import mmdgconv``:
   Runner hands DDP ``device_ids=[LOCAL_RANK]``; both fail on a CPU-only
   machine. Without CUDA, the launcher skips the device and uses gloo, and
   DDP wraps CPU modules with ``device_ids=None``, as torch requires.
+- mmaction2's ``DecordInit`` decodes from an in-memory buffer, so decord's
+  error for an undecodable video does not say which file it was; the shim
+  re-raises it naming the file.
 - torch >= 2.6 loads checkpoints with ``weights_only=True``, which refuses
   the Python objects mmengine stores (its message hub's history buffers,
   numpy scalars and arrays). Local checkpoints are loaded with an explicit
@@ -238,8 +241,40 @@ def install_cpu_distributed_support() -> None:
         MMDistributedDataParallel.__init__ = ddp_init
 
 
+# ---------------------------------------------------------------------------
+# mmaction2: name the video that cannot be decoded
+# ---------------------------------------------------------------------------
+class VideoDecodeError(RuntimeError):
+    """A video file exists but cannot be decoded."""
+
+
+def install_video_decode_errors() -> None:
+    """Make ``DecordInit`` errors name the video file."""
+    try:
+        from mmaction.datasets.transforms.loading import DecordInit
+    except ImportError:  # mmaction2 is optional for mmdgconv's own use
+        return
+    transform = DecordInit.transform
+    if getattr(transform, '_mmdgconv_names_file', False):
+        return
+
+    def transform_naming_the_file(self, results):
+        try:
+            return transform(self, results)
+        except (FileNotFoundError, VideoDecodeError):
+            raise
+        except Exception as error:
+            raise VideoDecodeError(
+                f"cannot decode video {results.get('filename')!r}: "
+                f'{error}') from error
+
+    transform_naming_the_file._mmdgconv_names_file = True
+    DecordInit.transform = transform_naming_the_file
+
+
 def apply_compat_shims() -> None:
     """Apply every shim; safe to call more than once."""
     install_mmaction_drn_standin()
     install_safe_checkpoint_loader()
     install_cpu_distributed_support()
+    install_video_decode_errors()

@@ -90,3 +90,39 @@ def test_corrupted_checkpoint_names_the_file(tmp_path):
         _load_checkpoint(str(bad), map_location='cpu')
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         _load_checkpoint(str(tmp_path / 'missing.pth'))
+
+
+def _video_dataset(tmp_path, lines):
+    from mmaction.datasets import VideoDataset
+    from mmengine.registry import DefaultScope
+    (tmp_path / 'ann.txt').write_text(lines)
+    pipeline = [
+        dict(type='DecordInit'),
+        dict(type='SampleFrames', clip_len=1, frame_interval=1,
+             num_clips=3),
+        dict(type='DecordDecode'),
+        dict(type='FormatShape', input_format='NCHW'),
+        dict(type='PackActionInputs')
+    ]
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        return VideoDataset(ann_file=str(tmp_path / 'ann.txt'),
+                            data_prefix=dict(video=str(tmp_path)),
+                            pipeline=pipeline)
+
+
+def test_undecodable_and_missing_videos_name_the_file(tmp_path,
+                                                      synthetic_kinetics):
+    from mmdgconv.utils.compat import VideoDecodeError
+    (tmp_path / 'broken.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' +
+                                          b'garbage' * 100)
+    dataset = _video_dataset(tmp_path, 'broken.mp4 0\nmissing.mp4 1\n')
+    with pytest.raises(VideoDecodeError, match='broken.mp4'):
+        dataset[0]
+    with pytest.raises(FileNotFoundError, match='missing.mp4'):
+        dataset[1]
+    # A real video still goes through the wrapped transform.
+    import shutil
+    shutil.copy(synthetic_kinetics['train_videos'] + '/red_right_000.mp4',
+                str(tmp_path / 'good.mp4'))
+    good = _video_dataset(tmp_path, 'good.mp4 0\n')[0]
+    assert good['inputs'].shape[0] == 3  # three sampled frames

@@ -8,6 +8,7 @@ from mmdet.models.layers import ResLayer
 
 from mmdgconv.models.layers import DGConv2d
 from mmdgconv.registry import MODELS
+from .backbone_mixin import BackboneMixin
 from .bottleneck import Bottleneck
 
 
@@ -43,7 +44,7 @@ class GBottleneck(Bottleneck):
 
 
 @MODELS.register_module()
-class GResNeXt(ResNeXt):
+class GResNeXt(BackboneMixin, ResNeXt):
     """G-ResNeXt backbone: ResNeXt with learned channel groups (DGConv).
 
     Only the bottleneck 3x3 convs are DGConv; the stem, the 1x1 convs and
@@ -62,6 +63,8 @@ class GResNeXt(ResNeXt):
         freeze_groups (bool): Keep every gate fixed (no gradient), e.g. when
             fine-tuning a pre-trained G-ResNeXt on detection or video, where
             the paper fixes the learned groups. Default: False.
+        return_tuple (bool): False returns a tensor for a single output
+            index (mmaction2's TSN). Default: True.
         **kwargs: The mmdet ResNet interface: ``in_channels, stem_channels,
             base_channels, num_stages, strides, dilations, out_indices,
             style, deep_stem, avg_down, frozen_stages, conv_cfg, norm_cfg,
@@ -118,11 +121,6 @@ class GResNeXt(ResNeXt):
             base_channels=self.base_channels,
             with_dgconv=self.stage_with_dgconv[stage],
             **kwargs)
-
-    def train(self, mode=True):
-        """Set training mode, keeping frozen stages and ``norm_eval``."""
-        super().train(mode)
-        return self  # mmdet's ResNet.train returns None; nn.Module's self
 
     def dgconv_layers(self):
         """All DGConv layers, in network order.

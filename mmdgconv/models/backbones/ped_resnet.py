@@ -11,6 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdgconv.models.layers import PEDConv2d
 from mmdgconv.registry import MODELS
+from .backbone_mixin import BackboneMixin
 
 #: The released model's setting: rank 1, a C_in/16 generator, multiplicative
 #: modulation, logit noise 0.1 in training, no info-max decoder.
@@ -47,7 +48,7 @@ class PEDBottleneck(Bottleneck):
 
 
 @MODELS.register_module()
-class PEDResNet(ResNet):
+class PEDResNet(BackboneMixin, ResNet):
     """ResNet with parameter-efficient dynamic convolutions (PEDConv).
 
     Placement as the paper: all three bottleneck convs in ResNet-50/101,
@@ -60,6 +61,8 @@ class PEDResNet(ResNet):
         ped_cfg (dict, optional): Overrides of :data:`DEFAULT_PED_CFG`, the
             options of :class:`~mmdgconv.models.layers.PEDConv2d`.
         ped_stages (Sequence[bool]): Which stages use PEDConv. Default: all.
+        return_tuple (bool): False returns a tensor for a single output
+            index (mmaction2's TSN). Default: True.
         **kwargs: The mmdet ResNet interface (``out_indices, frozen_stages,
             norm_cfg, norm_eval, with_cp, style, plugins, init_cfg``, ...).
 
@@ -121,11 +124,6 @@ class PEDResNet(ResNet):
                     module.weight.data.fill_(self.block_norm_init)
         for layer in self.ped_layers():  # Kaiming init must not touch these
             layer.reset_generator()
-
-    def train(self, mode=True):
-        """Set training mode, keeping frozen stages and ``norm_eval``."""
-        super().train(mode)
-        return self  # mmdet's ResNet.train returns None; nn.Module's self
 
     def ped_layers(self):
         """All PEDConv layers, in network order.

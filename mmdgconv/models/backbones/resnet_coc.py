@@ -11,6 +11,7 @@ from mmdet.models.backbones import ResNet
 
 from mmdgconv.models.layers import CoCConv2d
 from mmdgconv.registry import MODELS
+from .backbone_mixin import BackboneMixin
 
 #: The official ResNet setting: the poster's best hyper-parameters, a
 #: weight-standardised super conv followed by LayerNorm, LayerNorm on the
@@ -28,7 +29,7 @@ DEFAULT_COC_CFG = dict(
 
 
 @MODELS.register_module()
-class ResNetCoC(ResNet):
+class ResNetCoC(BackboneMixin, ResNet):
     """ResNet with CoC in the 7x7 stem and every 3x3 conv.
 
     The convs are built through mmdet's stock blocks with
@@ -45,6 +46,8 @@ class ResNetCoC(ResNet):
         coc_stages (Sequence[bool]): Which stages use CoC. Default: all.
         coc_stem (bool): Whether the stem uses CoC. Default: True.
         deploy (bool): Build the deployed (plain conv) form. Default: False.
+        return_tuple (bool): False returns a tensor for a single output
+            index (mmaction2's TSN). Default: True.
         **kwargs: The mmdet ResNet interface (``out_indices, frozen_stages,
             norm_cfg, norm_eval, with_cp, style, dcn, plugins, init_cfg``,
             ...). ``conv_cfg`` still applies to the stages and the stem that
@@ -99,11 +102,6 @@ class ResNetCoC(ResNet):
         if self.coc_stages[len(self.res_layers)]:  # the stage being built
             kwargs['conv_cfg'] = self.coc_cfg
         return super().make_res_layer(**kwargs)
-
-    def train(self, mode=True):
-        """Set training mode, keeping frozen stages and ``norm_eval``."""
-        super().train(mode)
-        return self  # mmdet's ResNet.train returns None; nn.Module's self
 
     def coc_layers(self):
         """The layers that apply CoC (not the plain 1x1 ones).
