@@ -88,3 +88,24 @@ def test_train_tool_rejects_missing_config_and_foreign_scope(tmp_path):
                   cwd=str(tmp_path))
     assert result.returncode != 0 and "default_scope is 'mmseg'" in \
         result.stderr
+
+
+@pytest.mark.slow
+def test_train_and_test_tools_run_a_tsn_config(synthetic_kinetics, tmp_path):
+    from mmdgconv.testing import shrink_recognition_config
+    config = osp.join(REPO, 'configs', 'tsn',
+                      'tsn_imagenet-pretrained-ped-r50_8xb32-1x1x3-100e_'
+                      'kinetics400-rgb.py')
+    cfg = shrink_recognition_config(Config.fromfile(config),
+                                    synthetic_kinetics, str(tmp_path / 'w'))
+    cfg.model.backbone.update(base_channels=16, ped_cfg=dict(reduction=4))
+    cfg.model.cls_head.in_channels = 512
+    path = str(tmp_path / 'tsn.py')
+    cfg.dump(path)
+    train = _run(osp.join(REPO, 'tools', 'train.py'), path, cwd=str(tmp_path))
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert 'acc/top1' in train.stdout + train.stderr
+    test = _run(osp.join(REPO, 'tools', 'test.py'), path,
+                str(tmp_path / 'w' / 'iter_2.pth'), cwd=str(tmp_path))
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "'acc/top1'" in test.stdout
