@@ -23,3 +23,4 @@ benchmark: install
 	$(PY) benchmarks/bench_dgconv.py --update-readme
 	$(PY) benchmarks/bench_coc.py --update-readme
 	$(PY) benchmarks/bench_pedconv.py --update-readme
+	$(PY) benchmarks/bench_p4.py --update-readme

@@ -18,12 +18,17 @@ NARROW = {
     'mmdgconv.GResNeXt': dict(groups=4, base_width=4, base_channels=16),
     'mmdgconv.ResNetCoC': dict(base_channels=16),
     'mmdgconv.PEDResNet': dict(base_channels=16, ped_cfg=dict(reduction=4)),
+    'mmdgconv.P4ResNet': dict(base_channels=16),
 }
+# Output channels of the narrowed backbones (P4ResNet: widths / sqrt(4)).
+NECK_IN = {'mmdgconv.P4ResNet': [32, 64, 128, 256]}
 
 
 def _narrow_fpn(cfg):
-    cfg.model.backbone.update(NARROW[cfg.model.backbone.type])
-    cfg.model.neck.in_channels = [64, 128, 256, 512]
+    backbone_type = cfg.model.backbone.type
+    cfg.model.backbone.update(NARROW[backbone_type])
+    cfg.model.neck.in_channels = NECK_IN.get(backbone_type,
+                                             [64, 128, 256, 512])
     cfg.model.neck.out_channels = 32
     for head in ('rpn_head', 'bbox_head'):
         if head in cfg.model:
@@ -64,6 +69,7 @@ class _RecordLogs(Hook):
     ('pedconv/faster-rcnn_ped-r50_fpn_1x_coco.py', ('bbox', )),
     ('pedconv/retinanet_ped-r50_fpn_1x_coco.py', ('bbox', )),
     ('pedconv/mask-rcnn_ped-r50_fpn_1x_coco.py', ('bbox', 'segm')),
+    ('p4/faster-rcnn_p4-resnet50_fpn_1x_coco.py', ('bbox', )),
 ])
 def test_detector_trains_and_validates(config, metrics, synthetic_coco,
                                        tmp_path):

@@ -1,0 +1,96 @@
+"""Speed of p4 G-convs against plain convs with as many output maps.
+
+A p4 conv with C channels per group element produces 4C maps; the plain conv
+compared with it maps 4C_in to 4C_out channels (the same maps, no weight
+sharing, 4x the parameters). Measured in one run, interleaved:
+
+- layer level: P4ConvP4(64, 64, 3) vs Conv2d(256, 256, 3) on 56x56 maps,
+  and P4ConvZ2 (lifting) vs Conv2d(3, 4C, 7) on a 224x224 image, forward
+  at batch 8 and forward + backward;
+- whole backbone: P4ResNet-50 vs a ResNet-50 with the same number of maps
+  per layer (base_channels = 32 x 4 = 128) and vs the stock ResNet-50
+  (about the same parameter count), inference at batch 1 and 8 and the
+  training step at batch 8, 224x224.
+
+``--update-readme`` writes the tables into README.md between the
+``benchmark:p4`` markers.
+
+Example:
+    python benchmarks/bench_p4.py
+"""
+import argparse
+
+import torch
+import torch.nn as nn
+from mmdet.models.backbones import ResNet
+
+from common import (Classifier, format_table, measure, standard_tasks,
+                    update_readme)
+
+from mmdgconv.models import P4ResNet  # noqa: I100
+from mmdgconv.models.layers import P4ConvP4, P4ConvZ2
+
+
+def layer_tasks(batch):
+    def fwd_bwd(layer, x):
+        def run():
+            layer.zero_grad(set_to_none=True)
+            layer(x).sum().backward()
+        return run
+
+    def fwd(layer, x):
+        def run():
+            with torch.no_grad():
+                layer(x)
+        return run
+
+    maps = torch.rand(batch, 64, 4, 56, 56)
+    flat = maps.reshape(batch, 256, 56, 56)
+    image = torch.rand(batch, 3, 224, 224)
+    p4, plain = P4ConvP4(64, 64, 3, padding=1), nn.Conv2d(256, 256, 3,
+                                                          padding=1)
+    lift, plain_lift = P4ConvZ2(3, 32, 7, stride=2, padding=3), nn.Conv2d(
+        3, 128, 7, stride=2, padding=3)
+    return {
+        'P4ConvP4 3x3, 56x56, forward': {
+            'plain conv': fwd(plain, flat), 'p4 conv': fwd(p4, maps)},
+        'P4ConvP4 3x3, 56x56, forward+backward': {
+            'plain conv': fwd_bwd(plain, flat), 'p4 conv': fwd_bwd(p4, maps)},
+        'P4ConvZ2 7x7 lifting, 224x224, forward': {
+            'plain conv': fwd(plain_lift, image),
+            'p4 conv': fwd(lift, image)},
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--update-readme', action='store_true')
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    header = (f'torch {torch.__version__}, {args.threads} threads, median of '
+              f'{args.repeats}; ratios to the first column')
+    layer_table = format_table(measure(layer_tasks(8), args.repeats), None,
+                               ['plain conv', 'p4 conv'],
+                               header + ', batch 8')
+    print(layer_table)
+    args_ = dict(depth=50, out_indices=(3, ), norm_eval=False)
+    models = {
+        'ResNet-50, same maps (128 base)': Classifier(
+            ResNet(base_channels=128, **args_), 4096),
+        'ResNet-50 (stock)': Classifier(ResNet(**args_)),
+        'P4ResNet-50': Classifier(P4ResNet(**args_), 1024),
+    }
+    backbone_table = format_table(
+        measure(standard_tasks(models, args.size), args.repeats), None,
+        list(models), header + f', {args.size}x{args.size}')
+    print(backbone_table)
+    if args.update_readme:
+        update_readme(layer_table + '\n\n' + backbone_table, 'p4')
+
+
+if __name__ == '__main__':
+    main()
