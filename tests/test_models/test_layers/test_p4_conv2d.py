@@ -153,3 +153,41 @@ def test_inference_filter_cache_follows_weight_updates():
         layer.weight.mul_(2)  # an optimiser step or a checkpoint load
         torch.testing.assert_close(layer(x), 2 * first)
     torch.testing.assert_close(layer(x), 2 * first)  # with gradients
+
+
+@pytest.mark.parametrize('lifting', [True, False])
+def test_equals_e2cnn_regular_representation_r2conv(lifting):
+    """e2cnn's R2Conv between regular (or, lifting, trivial) fields of C4 is
+    a p4 G-conv with a steerable filter basis: with the g = e slice of its
+    expanded filter as our weight, both layers agree exactly. (e2cnn 0.2.3's
+    flip groups call numpy's removed ``tostring`` under numpy 2, so p4m is
+    checked against the per-element loop above instead.)"""
+    import warnings
+    e2cnn = pytest.importorskip('e2cnn')
+    from e2cnn import gspaces
+    from e2cnn import nn as enn
+    del e2cnn
+    torch.manual_seed(4)
+    space = gspaces.Rot2dOnR2(N=4)
+    cin, cout, k = 2, 3, 5
+    fields_in = [space.trivial_repr if lifting else space.regular_repr] * cin
+    in_type = enn.FieldType(space, fields_in)
+    out_type = enn.FieldType(space, [space.regular_repr] * cout)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        theirs = enn.R2Conv(in_type, out_type, k, padding=k // 2, bias=False)
+    with torch.no_grad():
+        theirs.weights.normal_()
+    theirs.eval()
+    expanded = theirs.expand_parameters()[0].detach()
+    group_in = 1 if lifting else 4
+    ours = (P4ConvZ2 if lifting else P4ConvP4)(cin, cout, k, padding=k // 2,
+                                               bias=False)
+    with torch.no_grad():
+        ours.weight.copy_(
+            expanded.reshape(cout, 4, cin, group_in, k, k)[:, 0])
+    x = torch.randn(2, cin * group_in, 11, 11)
+    expected = theirs(enn.GeometricTensor(x, in_type)).tensor
+    actual = ours(x if lifting else x.reshape(2, cin, 4, 11, 11))
+    torch.testing.assert_close(actual.reshape(2, cout * 4, 11, 11), expected,
+                               rtol=1e-4, atol=1e-4)
