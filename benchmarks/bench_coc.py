@@ -16,13 +16,10 @@ Each model ends in global pooling and a 1000-way linear classifier.
 Example:
     python benchmarks/bench_coc.py
 """
-import argparse
-
-import torch
 from mmdet.models.backbones import ResNet
 
-from common import Classifier, format_table, measure, standard_tasks, \
-    update_readme
+from common import (Classifier, benchmark_parser, measure, report, setup,
+                    standard_tasks)
 
 from mmdgconv.models import ResNetCoC  # noqa: I100
 
@@ -32,14 +29,8 @@ DEPLOYED = 'ResNet-50-CoC, deployed'
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--update-readme', action='store_true')
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = benchmark_parser(__doc__.splitlines()[0], repeats=5).parse_args()
+    setup(args)
 
     backbone_args = dict(depth=50, out_indices=(3, ), norm_eval=False)
     deployed = Classifier(ResNetCoC(**backbone_args))
@@ -50,15 +41,7 @@ def main():
         DEPLOYED: deployed,
     }
     tasks = standard_tasks(models, args.size, train=[STATIC, COC])
-    times = measure(tasks, args.repeats)
-    table = format_table(
-        times, None, list(models),
-        f'torch {torch.__version__}, {args.threads} threads, '
-        f'{args.size}x{args.size}, median of {args.repeats}; ratios to '
-        f'{STATIC}')
-    print(table)
-    if args.update_readme:
-        update_readme(table, 'coc')
+    report(measure(tasks, args.repeats), None, list(models), args, 'coc')
 
 
 if __name__ == '__main__':

@@ -20,7 +20,6 @@ README.md between the ``benchmark:dgconv`` markers.
 Example:
     python benchmarks/bench_dgconv.py --reference ../shared/reference
 """
-import argparse
 import os.path as osp
 import random
 import sys
@@ -28,9 +27,9 @@ import sys
 import torch
 import torch.nn as nn
 
-from common import (Classifier, format_table, measure,
-                    measure_memory_in_subprocesses, peak_growth_mib,
-                    standard_tasks, train_step, update_readme)
+from common import (Classifier, benchmark_parser, measure,
+                    measure_memory_in_subprocesses, peak_growth_mib, report,
+                    setup, standard_tasks, train_step)
 
 from mmdet.models.backbones import ResNeXt  # noqa: E402,I100
 
@@ -94,20 +93,15 @@ def peak_training_memory(name, reference_dir, size):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__.splitlines()[0], repeats=3)
     parser.add_argument('--reference', default=osp.join(
         osp.dirname(__file__), '..', '..', 'shared', 'reference'),
         help='directory of the reference implementation (skipped if absent)')
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--no-memory', action='store_true',
                         help='skip the peak-memory measurement')
-    parser.add_argument('--update-readme', action='store_true')
-    parser.add_argument('--memory-of', help=argparse.SUPPRESS)
+    parser.add_argument('--memory-of', help='(internal) measure one model')
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    setup(args)
     reference = args.reference if args.reference and osp.isfile(
         osp.join(args.reference, 'g_resnext.py')) else None
     if args.memory_of:
@@ -119,15 +113,8 @@ def main():
         __file__, names,
         ['--size', str(args.size), '--reference', reference or ''])
     models = {name: build_model(name, reference) for name in names}
-    times = measure(standard_tasks(models, args.size), args.repeats)
-    table = format_table(
-        times, peaks, names,
-        f'torch {torch.__version__}, {args.threads} threads, '
-        f'{args.size}x{args.size}, median of {args.repeats}; ratios to '
-        f'{STATIC}')
-    print(table)
-    if args.update_readme:
-        update_readme(table, 'dgconv')
+    report(measure(standard_tasks(models, args.size), args.repeats), peaks,
+           names, args, 'dgconv')
 
 
 if __name__ == '__main__':

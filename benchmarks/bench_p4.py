@@ -18,14 +18,12 @@ sharing, 4x the parameters). Measured in one run, interleaved:
 Example:
     python benchmarks/bench_p4.py
 """
-import argparse
-
 import torch
 import torch.nn as nn
 from mmdet.models.backbones import ResNet
 
-from common import (Classifier, format_table, measure, standard_tasks,
-                    update_readme)
+from common import (Classifier, benchmark_parser, format_table, measure,
+                    setup, standard_tasks, update_readme)
 
 from mmdgconv.models import P4ResNet  # noqa: I100
 from mmdgconv.models.layers import P4ConvP4, P4ConvZ2
@@ -63,14 +61,8 @@ def layer_tasks(batch):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--update-readme', action='store_true')
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = benchmark_parser(__doc__.splitlines()[0], repeats=3).parse_args()
+    setup(args)
     header = (f'torch {torch.__version__}, {args.threads} threads, median of '
               f'{args.repeats}; ratios to the first column')
     layer_table = format_table(measure(layer_tasks(8), args.repeats), None,

@@ -11,13 +11,10 @@ the table into README.md between the ``benchmark:pedconv`` markers.
 Example:
     python benchmarks/bench_pedconv.py
 """
-import argparse
-
-import torch
 from mmdet.models.backbones import ResNet
 
-from common import Classifier, format_table, measure, standard_tasks, \
-    update_readme
+from common import (Classifier, benchmark_parser, measure, report, setup,
+                    standard_tasks)
 
 from mmdgconv.models import PEDResNet  # noqa: I100
 
@@ -26,28 +23,15 @@ PED = 'PED-ResNet-50'
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeats', type=int, default=7)
-    parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--update-readme', action='store_true')
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = benchmark_parser(__doc__.splitlines()[0], repeats=7).parse_args()
+    setup(args)
     backbone_args = dict(depth=50, out_indices=(3, ), norm_eval=False)
     models = {
         STATIC: Classifier(ResNet(**backbone_args)),
         PED: Classifier(PEDResNet(**backbone_args)),
     }
-    times = measure(standard_tasks(models, args.size), args.repeats)
-    table = format_table(
-        times, None, list(models),
-        f'torch {torch.__version__}, {args.threads} threads, '
-        f'{args.size}x{args.size}, median of {args.repeats}; ratios to '
-        f'{STATIC}')
-    print(table)
-    if args.update_readme:
-        update_readme(table, 'pedconv')
+    report(measure(standard_tasks(models, args.size), args.repeats), None,
+           list(models), args, 'pedconv')
 
 
 if __name__ == '__main__':

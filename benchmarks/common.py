@@ -1,5 +1,6 @@
 """Shared machinery of the benchmark scripts: classifier wrappers, the
 interleaved timing loop, per-process peak memory and the README table."""
+import argparse
 import os.path as osp
 import re
 import statistics
@@ -158,3 +159,32 @@ def update_readme(table: str, key: str) -> None:
         raise SystemExit(f'{readme} has no {start} ... {end}')
     with open(readme, 'w') as f:
         f.write(pattern.sub(lambda _: f'{start}\n{table}\n{end}', text))
+
+
+def benchmark_parser(description: str, repeats: int) -> argparse.ArgumentParser:
+    """The options every benchmark script takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--repeats', type=int, default=repeats)
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--update-readme', action='store_true')
+    return parser
+
+
+def setup(args) -> None:
+    """Fix the thread count and the seed before building any model."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+
+def report(times, peaks, names, args, key: str, baseline: str = None) -> str:
+    """Print the table and, with ``--update-readme``, write it to README."""
+    table = format_table(
+        times, peaks, names,
+        f'torch {torch.__version__}, {args.threads} threads, '
+        f'{args.size}x{args.size}, median of {args.repeats}; ratios to '
+        f'{baseline or names[0]}')
+    print(table)
+    if args.update_readme:
+        update_readme(table, key)
+    return table

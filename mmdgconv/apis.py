@@ -39,6 +39,25 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
+def apply_run_options(cfg: Config, config_path: str,
+                      work_dir: Optional[str], launcher: str) -> None:
+    """Set the launcher and the work dir (``--work-dir``, else the config's,
+    else ``./work_dirs/<config name>``), as mmdet's tools do.
+
+    Args:
+        cfg (Config): The config, changed in place.
+        config_path (str): The config file, for the default work dir.
+        work_dir (str, optional): ``--work-dir``.
+        launcher (str): ``--launcher``.
+    """
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
+
+
 def build_runner(cfg: Config) -> Runner:
     """Build the config's runner (a custom ``runner_type`` if it names one).
 

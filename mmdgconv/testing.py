@@ -12,6 +12,25 @@ from mmengine.config import Config, ConfigDict
 from mmdgconv.datasets import SYNTHETIC_COCO_CLASSES
 
 
+def _short_run(cfg: Config, max_iters: int,
+               val_interval: Optional[int]) -> None:
+    """An iteration-based schedule that logs every iteration, validates
+    every ``val_interval`` iterations (None: once, at the end) and keeps the
+    last checkpoint; no weights are loaded."""
+    cfg.train_cfg = ConfigDict(
+        type='IterBasedTrainLoop',
+        max_iters=max_iters,
+        val_interval=val_interval or max_iters)
+    cfg.param_scheduler = []
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=max_iters, by_epoch=False)
+    cfg.log_processor = dict(type='LogProcessor', window_size=1,
+                             by_epoch=False)
+    cfg.load_from = None
+    cfg.resume = False
+
+
 def _set_resize_scale(pipeline, scale) -> None:
     for transform in pipeline:
         if transform.get('type') in ('Resize', 'RandomResize',
@@ -92,25 +111,15 @@ def shrink_detection_config(cfg: Config,
         for evaluator in evaluators:
             evaluator.ann_file = data['val_ann']
             evaluator.backend_args = None
-    cfg.train_cfg = ConfigDict(
-        type='IterBasedTrainLoop',
-        max_iters=max_iters,
-        val_interval=val_interval or max_iters)
+    _short_run(cfg, max_iters, val_interval)
     cfg.param_scheduler = [
         dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
              end=max(1, max_iters // 10))
     ]
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', interval=max_iters, by_epoch=False)
     cfg.default_hooks.pop('visualization', None)
-    cfg.log_processor = dict(type='LogProcessor', window_size=1,
-                             by_epoch=False)
     _set_num_classes(cfg.model, len(SYNTHETIC_COCO_CLASSES))
     cfg.model.data_preprocessor.pad_size_divisor = 32
     cfg.model.backbone.init_cfg = None
-    cfg.load_from = None
-    cfg.resume = False
     return cfg
 
 
@@ -175,18 +184,7 @@ def shrink_recognition_config(cfg: Config,
     if 'pretrained' in backbone:
         backbone.pretrained = None
     backbone.init_cfg = None
-    cfg.train_cfg = ConfigDict(
-        type='IterBasedTrainLoop',
-        max_iters=max_iters,
-        val_interval=val_interval or max_iters)
-    cfg.param_scheduler = []
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', interval=max_iters, by_epoch=False)
-    cfg.log_processor = dict(type='LogProcessor', window_size=1,
-                             by_epoch=False)
-    cfg.load_from = None
-    cfg.resume = False
+    _short_run(cfg, max_iters, val_interval)
     return cfg
 
 
@@ -239,14 +237,5 @@ def shrink_classification_config(cfg: Config,
     for key in ('val_evaluator', 'test_evaluator'):
         cfg[key] = dict(type='Accuracy', topk=(1, ))
     cfg.model.head.num_classes = len(data['classes'])
-    cfg.train_cfg = ConfigDict(type='IterBasedTrainLoop', max_iters=max_iters,
-                               val_interval=max_iters)
-    cfg.param_scheduler = []
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', interval=max_iters, by_epoch=False)
-    cfg.log_processor = dict(type='LogProcessor', window_size=1,
-                             by_epoch=False)
-    cfg.load_from = None
-    cfg.resume = False
+    _short_run(cfg, max_iters, None)
     return cfg

@@ -15,6 +15,8 @@ from typing import Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .dataset_spec import is_complete, mark_complete
+
 #: Class names, in category-id order (ids start at 1).
 SYNTHETIC_COCO_CLASSES = ('square', 'circle', 'triangle')
 #: BGR base colour of each class; instances jitter around it.
@@ -150,19 +152,14 @@ def make_synthetic_coco(root: str,
     spec = dict(num_train=num_train, num_val=num_val,
                 image_size=list(image_size), max_objects=max_objects,
                 seed=seed)
-    spec_file = osp.join(root, 'dataset_spec.json')
     result = dict(
         data_root=root,
         train_ann=osp.join(root, 'annotations', 'instances_train.json'),
         val_ann=osp.join(root, 'annotations', 'instances_val.json'))
-    if osp.exists(spec_file):
-        with open(spec_file) as f:
-            if json.load(f) == spec:
-                return result
-        os.remove(spec_file)
+    if is_complete(root, spec):
+        return result
     rng = np.random.default_rng(seed)
     _write_split(root, 'train', num_train, image_size, max_objects, rng)
     _write_split(root, 'val', num_val, image_size, max_objects, rng)
-    with open(spec_file, 'w') as f:  # written last: marks completion
-        json.dump(spec, f)
+    mark_complete(root, spec)
     return result

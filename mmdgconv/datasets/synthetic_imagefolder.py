@@ -4,7 +4,6 @@
 it: each image holds one filled shape of its class (the shapes and colours of
 :mod:`.synthetic_coco`) on a textured background.
 """
-import json
 import math
 import os
 import os.path as osp
@@ -13,6 +12,7 @@ from typing import Dict
 import cv2
 import numpy as np
 
+from .dataset_spec import is_complete, mark_complete
 from .synthetic_coco import (_BASE_COLOURS, SYNTHETIC_COCO_CLASSES,
                              _shape_polygon)
 
@@ -55,12 +55,8 @@ def make_synthetic_imagefolder(root: str,
                   classes=SYNTHETIC_COCO_CLASSES)
     spec = dict(train_per_class=train_per_class, val_per_class=val_per_class,
                 size=size, seed=seed)
-    spec_file = osp.join(root, 'dataset_spec.json')
-    if osp.exists(spec_file):
-        with open(spec_file) as f:
-            if json.load(f) == spec:
-                return result
-        os.remove(spec_file)
+    if is_complete(root, spec):
+        return result
     rng = np.random.default_rng(seed)
     for split, count in (('train', train_per_class), ('val', val_per_class)):
         for kind, name in enumerate(SYNTHETIC_COCO_CLASSES):
@@ -69,6 +65,5 @@ def make_synthetic_imagefolder(root: str,
             for index in range(count):
                 cv2.imwrite(osp.join(directory, f'{index:04d}.png'),
                             _render(rng, kind, size))
-    with open(spec_file, 'w') as f:  # written last: marks completion
-        json.dump(spec, f)
+    mark_complete(root, spec)
     return result

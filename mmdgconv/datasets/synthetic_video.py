@@ -8,13 +8,14 @@ moving in its own direction in its own colour on a textured background,
 so classes differ by visible motion and colour and a TSN learns them on a
 CPU in minutes.
 """
-import json
 import os
 import os.path as osp
-from typing import Dict, Sequence
+from typing import Dict
 
 import cv2
 import numpy as np
+
+from .dataset_spec import is_complete, mark_complete
 
 #: (name, BGR colour, per-frame motion (dx, dy)) of every class.
 SYNTHETIC_VIDEO_CLASSES = (
@@ -95,12 +96,8 @@ def make_synthetic_kinetics(root: str,
     spec = dict(videos_per_class=videos_per_class,
                 val_per_class=val_per_class, num_frames=num_frames, size=size,
                 fps=fps, seed=seed)
-    spec_file = osp.join(root, 'dataset_spec.json')
-    if osp.exists(spec_file):
-        with open(spec_file) as f:
-            if json.load(f) == spec:
-                return result
-        os.remove(spec_file)
+    if is_complete(root, spec):
+        return result
     rng = np.random.default_rng(seed)
     for split, count in (('train', videos_per_class), ('val', val_per_class)):
         directory = result[f'{split}_videos']
@@ -115,6 +112,5 @@ def make_synthetic_kinetics(root: str,
                 lines.append(f'{file_name} {label}')
         with open(result[f'{split}_ann'], 'w') as f:
             f.write('\n'.join(lines) + '\n')
-    with open(spec_file, 'w') as f:  # written last: marks completion
-        json.dump(spec, f)
+    mark_complete(root, spec)
     return result

@@ -1,6 +1,7 @@
 """ImageNet-style pre-training with tools/train.py (mmpretrain), then the
 classifier checkpoint initialises detection and TSN backbones through
 ``init_cfg=dict(type='Pretrained', prefix='backbone.')``."""
+import contextlib
 import logging
 import os.path as osp
 import subprocess
@@ -44,6 +45,20 @@ NARROW = {
 }
 
 
+@contextlib.contextmanager
+def _captured_log():
+    """The messages mmengine's current logger emits inside the block."""
+    logger = MMLogger.get_current_instance()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
 def _build_backbone(config, backbone_type, checkpoint, scope):
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     backbone = cfg.model.backbone
@@ -82,15 +97,8 @@ def test_pretrain_with_train_tool_then_initialise_downstream(
 
     for config, scope in zip(DOWNSTREAM[backbone_type],
                              ('mmdet', 'mmaction')):
-        logger = MMLogger.get_current_instance()
-        records = []
-        handler = logging.Handler()
-        handler.emit = records.append
-        logger.addHandler(handler)
-        try:
+        with _captured_log() as records:
             model = _build_backbone(config, backbone_type, checkpoint, scope)
-        finally:
-            logger.removeHandler(handler)
         messages = ' '.join(r.getMessage() for r in records)
         assert 'missing keys' not in messages, messages
         state = model.state_dict()
@@ -106,16 +114,9 @@ def test_mismatched_init_checkpoint_names_the_keys(tmp_path):
     torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(1),
                                'backbone.not_a_layer.weight': torch.ones(2)}},
                checkpoint)
-    logger = MMLogger.get_current_instance()
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger.addHandler(handler)
-    try:
+    with _captured_log() as records:
         _build_backbone(DOWNSTREAM['mmdgconv.ResNetCoC'][0],
                         'mmdgconv.ResNetCoC', checkpoint, 'mmdet')
-    finally:
-        logger.removeHandler(handler)
     messages = ' '.join(r.getMessage() for r in records)
     assert 'size mismatch for conv1.weight' in messages
     assert 'unexpected key in source state_dict: not_a_layer.weight' in \
