@@ -44,13 +44,38 @@ def _tensors(output) -> List[torch.Tensor]:
 
 
 @torch.no_grad()
-def model_outputs(model: torch.nn.Module, inputs, data_samples):
-    """Every tensor ``forward(mode='tensor')`` returns, in eval mode."""
+def model_outputs(model: torch.nn.Module, inputs, data_samples,
+                  proposals=None):
+    """Every tensor the model computes from ``inputs``, in eval mode.
+
+    For a two-stage detector the features, the RPN outputs and the RoI head
+    outputs are compared on the *given* proposals: proposal selection (top-k
+    and NMS over near-tied scores) would turn a 1e-6 difference into a
+    different set of boxes, which says nothing about the conversion.
+
+    Args:
+        model (nn.Module): The model.
+        inputs (Tensor): As from :func:`random_inputs`.
+        data_samples (list, optional): As from :func:`random_inputs`.
+        proposals (list, optional): RoI proposals to reuse (two-stage
+            detectors); None computes them with this model.
+
+    Returns:
+        tuple[list[Tensor], list | None]: The tensors and the proposals used.
+    """
     model.eval()
+    if hasattr(model, 'rpn_head') and hasattr(model, 'roi_head'):
+        features = model.extract_feat(inputs)
+        if proposals is None:
+            proposals = model.rpn_head.predict(features, data_samples,
+                                               rescale=False)
+        roi = model.roi_head.forward(features, proposals, data_samples)
+        return _tensors(features) + _tensors(
+            model.rpn_head(features)) + _tensors(roi), proposals
     if hasattr(model, 'data_preprocessor') and 'mode' in \
             model.forward.__code__.co_varnames:
-        return _tensors(model(inputs, data_samples, mode='tensor'))
-    return _tensors(model(inputs))
+        return _tensors(model(inputs, data_samples, mode='tensor')), None
+    return _tensors(model(inputs)), None
 
 
 def max_abs_difference(before: List[torch.Tensor],

@@ -64,8 +64,8 @@ def test_converts_a_whole_retinanet_exactly(retinanet, tmp_path):
     deployed = build_model(Config.fromfile(retinanet['deploy_config']))
     deployed.load_state_dict(converted['state_dict'], strict=True)
     inputs, samples = random_inputs(retinanet['model'], 96, seed=3)
-    expected = model_outputs(retinanet['model'], inputs, samples)
-    actual = model_outputs(deployed, inputs, samples)
+    expected, _ = model_outputs(retinanet['model'], inputs, samples)
+    actual, _ = model_outputs(deployed, inputs, samples)
     assert len(expected) == len(actual) == 10  # 5 levels x (cls, reg)
     for a, b in zip(actual, expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

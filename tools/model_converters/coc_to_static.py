@@ -59,14 +59,14 @@ def convert(args) -> float:
             're-parameterise (is it already a deploy config?)')
 
     inputs, samples = random_inputs(model, 224 if args.verify else 64)
-    before = model_outputs(model, inputs, samples)
+    before, proposals = model_outputs(model, inputs, samples)
     for _, layer in layers:
         layer.switch_to_deploy()
     for module in model.modules():  # backbones record their form
         if hasattr(module, 'coc_layers') and hasattr(module, 'deploy'):
             module.deploy = True
-    difference = max_abs_difference(before, model_outputs(
-        model, inputs, samples))
+    difference = max_abs_difference(
+        before, model_outputs(model, inputs, samples, proposals)[0])
     print(f'converted {len(layers)} CoC layers; max abs output difference '
           f'{difference:.3g} on a {tuple(inputs.shape)} random batch')
     if not difference <= TOLERANCE:

@@ -5,6 +5,7 @@ Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
 """
 from mmdet.models.backbones.resnext import ResNeXt
 from mmdet.models.layers import ResLayer
+from torch import nn
 
 from mmdgconv.models.layers import DGConv2d
 from mmdgconv.registry import MODELS
@@ -21,13 +22,34 @@ class GBottleneck(Bottleneck):
         **kwargs: As :class:`~mmdgconv.models.backbones.bottleneck.Bottleneck`.
     """
 
-    def __init__(self, *args, with_dgconv=True, **kwargs):
+    def __init__(self, *args, with_dgconv=True, deploy_groups=None,
+                 **kwargs):
         self.with_dgconv = with_dgconv
+        # The backbone's iterator over the learned group counts (deploy form):
+        # blocks take their entry in construction, i.e. network, order.
+        self.deploy_groups = deploy_groups
         super().__init__(*args, **kwargs)
 
     def _build_conv2(self):
         if not self.with_dgconv:
             return super()._build_conv2()
+        if self.deploy_groups is not None:
+            groups = next(self.deploy_groups, None)
+            if groups is None:
+                raise ValueError('deploy_groups has fewer entries than the '
+                                 'backbone has DGConv layers')
+            # The converted form: the learned grouping as a static grouped
+            # conv whose channel order the converter folded into the
+            # neighbouring 1x1 convs and norms.
+            return nn.Conv2d(
+                self.width,
+                self.width,
+                kernel_size=3,
+                stride=self.conv2_stride,
+                padding=self.dilation,
+                dilation=self.dilation,
+                groups=groups,
+                bias=False)
         if self.with_dcn:
             raise ValueError('dcn and DGConv both replace the 3x3 conv; '
                              'disable one of them for this stage')
@@ -63,6 +85,10 @@ class GResNeXt(BackboneMixin, ResNeXt):
         freeze_groups (bool): Keep every gate fixed (no gradient), e.g. when
             fine-tuning a pre-trained G-ResNeXt on detection or video, where
             the paper fixes the learned groups. Default: False.
+        deploy_groups (Sequence[int], optional): The deployed form written
+            by ``tools/model_converters/dgconv_to_static.py``: each DGConv,
+            in network order, becomes an ``nn.Conv2d`` with this many
+            groups. Default: None.
         return_tuple (bool): False returns a tensor for a single output
             index (mmaction2's TSN). Default: True.
         **kwargs: The mmdet ResNet interface: ``in_channels, stem_channels,
@@ -93,6 +119,7 @@ class GResNeXt(BackboneMixin, ResNeXt):
                  base_width=4,
                  stage_with_dgconv=(True, True, True, True),
                  freeze_groups=False,
+                 deploy_groups=None,
                  **kwargs):
         if depth not in self.arch_settings:
             raise KeyError(f'invalid depth {depth} for GResNeXt, expected one '
@@ -105,8 +132,18 @@ class GResNeXt(BackboneMixin, ResNeXt):
         # Read by make_res_layer, which the parent's __init__ calls.
         self.stage_with_dgconv = tuple(stage_with_dgconv)
         self.freeze_groups = freeze_groups
+        self.deploy_groups = None if deploy_groups is None else list(
+            deploy_groups)
+        groups_iter = None if deploy_groups is None else iter(
+            self.deploy_groups)
+        self._deploy_groups_iter = groups_iter
         super().__init__(
             depth=depth, groups=groups, base_width=base_width, **kwargs)
+        del self._deploy_groups_iter
+        if groups_iter is not None and next(groups_iter, None) is not None:
+            raise ValueError(
+                f'deploy_groups has {len(self.deploy_groups)} entries, more '
+                'than the backbone has DGConv layers')
         if freeze_groups:
             for layer in self.dgconv_layers():
                 layer.gate.requires_grad_(False)
@@ -120,6 +157,7 @@ class GResNeXt(BackboneMixin, ResNeXt):
             base_width=self.base_width,
             base_channels=self.base_channels,
             with_dgconv=self.stage_with_dgconv[stage],
+            deploy_groups=self._deploy_groups_iter,
             **kwargs)
 
     def dgconv_layers(self):

@@ -120,6 +120,10 @@ class DGConv2d(nn.Conv2d):
             flip them at once. Default: None.
         bias (bool): Whether to add a learnable bias. Default: True.
         padding_mode (str): As ``nn.Conv2d``. Default: 'zeros'.
+        deploy (bool): Build the deployed form written by
+            :meth:`switch_to_deploy`: a ``groups=G`` conv between fixed
+            channel permutations, whose G and permutations are read from the
+            checkpoint it loads. Default: False.
         impl (str): How the conv is computed; every choice gives the same
             outputs and gradients. 'dense' is the paper's masked dense conv
             ``conv2d(x, W * U)``, kept as the checked reference. 'grouped'
@@ -150,6 +154,7 @@ class DGConv2d(nn.Conv2d):
                  bias: bool = True,
                  padding_mode: str = 'zeros',
                  impl: str = 'auto',
+                 deploy: bool = False,
                  device=None,
                  dtype=None) -> None:
         num_gates = self._check_channels(in_channels, out_channels)
@@ -172,8 +177,16 @@ class DGConv2d(nn.Conv2d):
             device=device,
             dtype=dtype)
         self.num_gates = num_gates
+        self.deploy = False
         if num_gates is None:  # RGB input layer: dense, nothing to learn.
             self.register_parameter('gate', None)
+            return
+        if deploy:
+            # The group count and channel orders arrive with the converted
+            # checkpoint (see _load_from_state_dict).
+            self._become_static(
+                1, torch.arange(in_channels), torch.arange(out_channels),
+                self.weight.detach())
             return
         self.gate = nn.Parameter(
             self._initial_gates(num_gates, groups, in_channels,
@@ -217,8 +230,9 @@ class DGConv2d(nn.Conv2d):
     # ------------------------------------------------------------------
     @property
     def has_gates(self) -> bool:
-        """Whether the layer learns a grouping (False for an RGB input)."""
-        return self.gate is not None
+        """Whether the layer learns a grouping (False for an RGB input and
+        in the deployed form)."""
+        return getattr(self, 'gate', None) is not None
 
     @property
     def binary_gates(self) -> Tensor:
@@ -230,6 +244,8 @@ class DGConv2d(nn.Conv2d):
     @property
     def num_groups(self) -> int:
         """The number of channel groups the layer currently computes."""
+        if self.deploy:
+            return int(self.deploy_groups)
         if not self.has_gates:
             return 1
         return 2**(self.num_gates - int(self.binary_gates.sum().item()))
@@ -322,6 +338,8 @@ class DGConv2d(nn.Conv2d):
                 f'{self.__class__.__name__}(in_channels={self.in_channels}, '
                 f'out_channels={self.out_channels}) expects input of shape '
                 f'(N, {self.in_channels}, H, W), got {tuple(x.shape)}.')
+        if self.deploy:
+            return self._static_forward(x)
         if not self.has_gates:
             return self._conv_forward(x, self.weight, self.bias)
         layout = self.group_layout()
@@ -347,6 +365,84 @@ class DGConv2d(nn.Conv2d):
                                       self.stride, padding, self.dilation)
         return grouped_dgconv(x, weight, self.gate, bias, layout,
                               self.stride, padding, self.dilation)
+
+    # ------------------------------------------------------------------
+    # Deployment
+    # ------------------------------------------------------------------
+    def _become_static(self, groups: int, in_order: Tensor,
+                       out_order: Tensor, blocks: Tensor) -> None:
+        if 'gate' in self._parameters:
+            del self._parameters['gate']
+        self.weight = nn.Parameter(blocks.clone())
+        self.groups = groups  # nn.Conv2d's own attribute, for repr/analysis
+        device = blocks.device
+        self.register_buffer('deploy_groups',
+                             torch.tensor(groups, device=device))
+        self.register_buffer('in_order', in_order.to(device))
+        self.register_buffer('out_inverse',
+                             torch.argsort(out_order).to(device))
+        self.register_buffer('out_order', out_order.to(device),
+                             persistent=False)
+        self.deploy = True
+        self._note_identity()
+
+    def _note_identity(self) -> None:
+        """Which permutations are the identity, so forward can skip them."""
+        self._identity_in = bool(torch.equal(
+            self.in_order.cpu(), torch.arange(self.in_channels)))
+        self._identity_out = bool(torch.equal(
+            self.out_inverse.cpu(), torch.arange(self.out_channels)))
+
+    def _static_forward(self, x: Tensor) -> Tensor:
+        if not self._identity_in:
+            x = x.index_select(1, self.in_order)
+        bias = self.bias
+        if bias is not None and not self._identity_out:
+            bias = bias.index_select(0, self.out_order)
+        padding = self.padding
+        if self.padding_mode != 'zeros':
+            x = F.pad(x, self._reversed_padding_repeated_twice,
+                      mode=self.padding_mode)
+            padding = 0
+        out = F.conv2d(x, self.weight, bias, self.stride, padding,
+                       self.dilation, self.groups)
+        return out if self._identity_out else out.index_select(
+            1, self.out_inverse)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Become a ``groups=G`` conv of the learned grouping; idempotent.
+
+        The weight keeps only U's diagonal blocks (permuted), the gates are
+        deleted, and the input/output channel permutations become buffers,
+        so the deployed layer computes exactly what the trained one did.
+        """
+        if self.deploy or not self.has_gates:
+            return
+        layout = self.group_layout()
+        self._become_static(layout.groups, layout.in_order.cpu(),
+                            layout.out_order.cpu(),
+                            layout.diagonal_blocks(self.weight).detach())
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # A deploy=True layer takes its grouping from the checkpoint.
+        key = prefix + 'deploy_groups'
+        if self.deploy and key in state_dict:
+            groups = int(state_dict[key])
+            weight = state_dict.get(prefix + 'weight')
+            if weight is not None and weight.shape != self.weight.shape:
+                self.weight = nn.Parameter(
+                    self.weight.new_empty(weight.shape))
+            self.groups = groups
+            self.deploy_groups = self.deploy_groups.new_tensor(groups)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if self.deploy:
+            self.out_order = torch.argsort(self.out_inverse)
+            self._note_identity()
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f', num_groups={self.num_groups}'
