@@ -4,6 +4,7 @@ Example:
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl]
 """
 import argparse
+import numbers
 import os
 import os.path as osp
 import sys
@@ -51,7 +52,8 @@ def main():
             dict(type='DumpResults', out_file_path=args.out))
     runner = build_runner(cfg)
     metrics = runner.test()
-    print({k: round(v, 4) if isinstance(v, float) else v
+    # Plain numbers (toolboxes return numpy scalars too), one line.
+    print({k: round(float(v), 4) if isinstance(v, numbers.Real) else v
            for k, v in metrics.items()})
 
 
