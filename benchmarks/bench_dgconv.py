@@ -8,6 +8,10 @@ machine affects every model alike:
   of the model, before any conversion);
 - the peak memory of a training step (each model in a fresh process: the
   growth of its peak resident set over two steps);
+- inference of the same G-ResNeXt-50s deployed with
+  ``tools/model_converters/dgconv_to_static.py``'s conversion (static
+  grouped convs, permutations folded); with 32 groups in every layer the
+  deployed model is a ResNeXt-50 32x4d and must run within noise of it;
 
 for mmdet's static ResNeXt-50 32x4d (the baseline); mmdgconv's G-ResNeXt-50
 with the gates at 32 contiguous groups (the baseline's grouping) and at the
@@ -33,12 +37,15 @@ from common import (Classifier, benchmark_parser, measure,
 
 from mmdet.models.backbones import ResNeXt  # noqa: E402,I100
 
+from mmdgconv.deploy.dgconv_static import convert_model  # noqa: E402
 from mmdgconv.models import DGConv2d, GResNeXt  # noqa: E402
 
 STATIC = 'ResNeXt-50 32x4d (static)'
 OURS_32 = 'G-ResNeXt-50, 32 groups'
 OURS_RANDOM = 'G-ResNeXt-50, random init'
 REFERENCE = 'reference, 32 groups'
+DEPLOYED_32 = 'deployed, 32 groups'
+DEPLOYED_RANDOM = 'deployed, random init'
 
 
 class ReferenceClassifier(nn.Module):
@@ -63,14 +70,17 @@ def build_model(name, reference_dir=None):
                          out_indices=(3, ), norm_eval=False)
     if name == STATIC:
         return Classifier(ResNeXt(**backbone_args))
-    if name in (OURS_32, OURS_RANDOM):
+    if name in (OURS_32, OURS_RANDOM, DEPLOYED_32, DEPLOYED_RANDOM):
         random.seed(0)  # the gates' random signs
         ours = GResNeXt(**backbone_args)
-        if name == OURS_32:
+        if name in (OURS_32, DEPLOYED_32):
             for layer in ours.modules():
                 if isinstance(layer, DGConv2d) and layer.has_gates:
                     set_32_groups(layer.gate)
-        return Classifier(ours)
+        model = Classifier(ours)
+        if name in (DEPLOYED_32, DEPLOYED_RANDOM):
+            convert_model(model)
+        return model
     sys.path.insert(0, osp.abspath(reference_dir))
     from g_resnext import g_resnext50  # the seed's reference
     reference = g_resnext50()
@@ -108,13 +118,15 @@ def main():
         print(peak_training_memory(args.memory_of, reference, args.size))
         return
 
-    names = [STATIC, OURS_32, OURS_RANDOM] + ([REFERENCE] if reference else [])
+    trained = [STATIC, OURS_32, OURS_RANDOM] + ([REFERENCE]
+                                               if reference else [])
+    names = trained + [DEPLOYED_32, DEPLOYED_RANDOM]
     peaks = None if args.no_memory else measure_memory_in_subprocesses(
-        __file__, names,
+        __file__, trained,
         ['--size', str(args.size), '--reference', reference or ''])
     models = {name: build_model(name, reference) for name in names}
-    report(measure(standard_tasks(models, args.size), args.repeats), peaks,
-           names, args, 'dgconv')
+    report(measure(standard_tasks(models, args.size, train=trained),
+                   args.repeats), peaks, names, args, 'dgconv')
 
 
 if __name__ == '__main__':

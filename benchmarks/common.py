@@ -141,7 +141,7 @@ def format_table(times, peaks, names, header: str) -> str:
         lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
     if peaks:
         cells = [f'{peaks[n]:.0f} MiB ({peaks[n] / peaks[baseline]:.2f}x)'
-                 for n in names]
+                 if n in peaks else 'n/a' for n in names]
         lines.append('| peak train-step memory, batch 8 | ' +
                      ' | '.join(cells) + ' |')
     return '\n'.join(lines)

@@ -18,17 +18,22 @@ Example:
 import argparse
 import os
 import os.path as osp
+import statistics
+import subprocess
 import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmdgconv.datasets import (make_synthetic_coco,  # noqa: E402
                                make_synthetic_kinetics)
+from mmdgconv.deploy import random_inputs  # noqa: E402
+from mmdgconv.deploy.dgconv_static import dgconv_aware_flops  # noqa: E402
 from mmdgconv.models import DGConv2d  # noqa: E402
 
 DEFAULT_CONFIGS = dict(
@@ -81,13 +86,90 @@ def shorten_schedule(cfg, max_iters: int) -> None:
     decay.begin, decay.end = warmup.end, max_iters
 
 
-def format_ap_table(metrics: dict) -> str:
-    header = ' | '.join(f'{name:>6}' for name, _ in AP_KEYS)
-    # pycocotools reports -1 for a size bucket without ground truth.
-    values = ' | '.join(
-        f'{100 * metrics[key]:6.1f}' if metrics[key] >= 0 else f'{"n/a":>6}'
-        for _, key in AP_KEYS)
-    return f'{header}\n{values}'
+def format_comparison(columns: dict) -> str:
+    """Rows of AP, params, FLOPs and latency; a column per model."""
+    names = list(columns)
+    lines = [f'{"":<22}' + ''.join(f'{n:>22}' for n in names)]
+    for label, key in AP_KEYS:
+        cells = []
+        for name in names:
+            value = columns[name][key]
+            # pycocotools reports -1 for a size bucket without ground truth.
+            cells.append(f'{100 * value:22.1f}' if value >= 0 else
+                         f'{"n/a":>22}')
+        lines.append(f'{label:<22}' + ''.join(cells))
+    for label, key, unit in (('params', 'params', 'M'),
+                             ('backbone FLOPs', 'flops', 'G'),
+                             ('latency, batch 1', 'latency', 'ms')):
+        lines.append(f'{label:<22}' + ''.join(
+            f'{columns[n][key]:>20.2f} {unit:<1}' for n in names))
+    return '\n'.join(lines)
+
+
+def measure_model(model, size: int) -> dict:
+    """Parameters (M), backbone FLOPs (G, DGConv by its nnz) and the median
+    eval latency (ms) of a batch of one ``size`` x ``size`` image."""
+    model.eval()
+    image = torch.rand(1, 3, size, size)
+    flops = dgconv_aware_flops(model.backbone, image)['']
+    inputs, samples = random_inputs(model, size, batch=1)
+    times = []
+    with torch.no_grad():
+        for _ in range(12):
+            start = time.perf_counter()
+            model(inputs, samples, mode='tensor')
+            times.append(time.perf_counter() - start)
+    return dict(params=sum(p.numel() for p in model.parameters()) / 1e6,
+                flops=flops / 1e9,
+                latency=1000 * statistics.median(times[2:]))
+
+
+def coco_metrics(runner) -> dict:
+    return {
+        name[len(prefix):]: buffer.current()
+        for name, buffer in runner.message_hub.log_scalars.items()
+        for prefix in ('val/coco/', 'test/coco/') if name.startswith(prefix)
+    }
+
+
+def deploy_and_compare(args, cfg, runner, trained_metrics) -> None:
+    """Convert the trained model to static grouped convs, evaluate both with
+    CocoMetric and print them side by side; save the group plot."""
+    max_iters = cfg.train_cfg.max_iters
+    checkpoint = osp.join(args.work_dir, f'iter_{max_iters}.pth')
+    config = osp.join(args.work_dir, osp.basename(args.config))
+    static_dir = osp.join(args.work_dir, 'static')
+    os.makedirs(static_dir, exist_ok=True)
+    tools = osp.join(ROOT, 'tools')
+    subprocess.run([
+        sys.executable,
+        osp.join(tools, 'model_converters', 'dgconv_to_static.py'), config,
+        checkpoint, static_dir, '--verify', '--flops-size', '128'
+    ], check=True, stdout=subprocess.DEVNULL)
+    plot = osp.join(args.work_dir, 'groups.png')
+    subprocess.run([
+        sys.executable,
+        osp.join(tools, 'analysis', 'plot_groups.py'), checkpoint, '--out',
+        plot
+    ], check=True, stdout=subprocess.DEVNULL)
+
+    stem = osp.splitext(osp.basename(args.config))[0]
+    static_cfg = Config.fromfile(osp.join(static_dir, stem + '_static.py'))
+    static_cfg.work_dir = osp.join(args.work_dir, 'static_test')
+    static_cfg.load_from = osp.join(static_dir,
+                                    f'iter_{max_iters}_static.pth')
+    static_runner = Runner.from_cfg(static_cfg)
+    static_runner.test()
+    static_model = static_runner.model
+    columns = {
+        'trained (DGConv)':
+        dict(trained_metrics, **measure_model(runner.model, 128)),
+        'static (grouped conv)':
+        dict(coco_metrics(static_runner), **measure_model(static_model, 128)),
+    }
+    print(format_comparison(columns))
+    print(f'static model: {static_dir} (config and checkpoint)')
+    print(f'group plot: {plot}')
 
 
 def format_groups(model) -> str:
@@ -155,20 +237,17 @@ def main():
     add_progress_bar(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()  # validates with CocoMetric once training ends
-    metrics = {
-        name[len('val/coco/'):]: buffer.current()
-        for name, buffer in runner.message_hub.log_scalars.items()
-        if name.startswith('val/coco/')
-    }
-    minutes = (time.time() - start) / 60
+    metrics = coco_metrics(runner)
+    groups = format_groups(runner.model)
 
     print('\n==== mmdgconv demo: G-ResNeXt-50 Faster R-CNN, synthetic COCO '
           '====')
-    print(format_ap_table(metrics))
     print('learned groups per DGConv layer (groups/channels):')
-    print(format_groups(runner.model))
+    print(groups)
+    print('\nCOCO AP of the trained model and of its static conversion:')
+    deploy_and_compare(args, cfg, runner, metrics)
     print(f'checkpoint: {osp.join(args.work_dir, "iter_%d.pth" % cfg.train_cfg.max_iters)}')
-    print(f'total time: {minutes:.1f} min')
+    print(f'total time: {(time.time() - start) / 60:.1f} min')
 
 
 if __name__ == '__main__':

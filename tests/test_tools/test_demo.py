@@ -21,10 +21,18 @@ def test_detection_demo_prints_the_ap_table_and_groups(tmp_path):
                    '--num-val', '4')
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert 'AP |   AP50 |   AP75 |    APs |    APm |    APl' in out
     assert 'learned groups per DGConv layer' in out
     assert '  layer4: ' in out
+    # The trained model and its static conversion, side by side.
+    assert 'trained (DGConv)' in out and 'static (grouped conv)' in out
+    for row in ('AP50', 'APl', 'params', 'backbone FLOPs', 'latency'):
+        assert row in out
+    ap_row = next(line for line in out.splitlines() if line.startswith('AP '))
+    trained_ap, static_ap = ap_row.split()[1:]
+    assert trained_ap == static_ap  # the conversion is exact
     assert osp.isfile(tmp_path / 'work' / 'iter_4.pth')
+    assert osp.isfile(tmp_path / 'work' / 'groups.png')
+    assert osp.isfile(tmp_path / 'work' / 'static' / 'iter_4_static.pth')
     assert osp.isfile(tmp_path / 'data' / 'annotations' /
                       'instances_train.json')
 
