@@ -7,8 +7,9 @@ grouped conv needs a fixed channel permutation. In a G-ResNeXt bottleneck
 into the neighbours: the input order into the first conv's output channels
 and its norm, the output order into the second norm and the last conv's
 input channels. Nothing is permuted at run time and the block becomes a
-plain ResNeXt block with the learned cardinality. Any other DGConv switches
-to its deployed form, a ``groups=G`` conv between fixed permutations.
+plain ResNeXt block with the learned cardinality. Any other DGConv (and a
+bottleneck whose neighbours do not allow folding) switches to its deployed
+form, a ``groups=G`` conv between fixed permutations.
 """
 from collections import Counter
 from typing import Dict, List
@@ -35,7 +36,8 @@ def _plain_1x1(conv) -> bool:
 
 
 def foldable(block: GBottleneck) -> bool:
-    """Whether the block's DGConv permutations fold into its neighbours."""
+    """Whether the block's DGConv permutations fold into its neighbours
+    (not across plugins, a GroupNorm or a conv that is not a plain 1x1)."""
     return (not block.with_plugins and _plain_1x1(block.conv1)
             and _plain_1x1(block.conv3) and block.conv1.bias is None
             and isinstance(block.norm1, _BatchNorm)
@@ -96,16 +98,18 @@ def convert_model(model: nn.Module) -> List[dict]:
         for name, block in backbone.named_modules(prefix=prefix[:-1]):
             if isinstance(block, GBottleneck) and isinstance(
                     block.conv2, DGConv2d) and block.conv2.has_gates:
-                if not foldable(block):
-                    raise ConversionError(
-                        f'the DGConv of {name} cannot be folded (plugins, a '
-                        'non-BatchNorm norm or a non-plain 1x1 conv next to '
-                        'it); G-ResNeXt deployment needs plain bottlenecks')
                 row = describe(name + '.conv2', block.conv2)
-                groups.append(fold_bottleneck(block))
-                rows.append(dict(row, folded=True))
+                if foldable(block):
+                    groups.append(fold_bottleneck(block))
+                    rows.append(dict(row, folded=True))
+                else:  # plugins or GroupNorm: keep the permutation inside
+                    block.conv2.switch_to_deploy()
+                    groups.append(0)
+                    rows.append(dict(row, folded=False))
             elif isinstance(block, GBottleneck) and block.with_dgconv:
-                groups.append(block.conv2.groups)  # already deployed
+                # Already deployed: 0 marks the permutation-module form.
+                groups.append(0 if isinstance(block.conv2, DGConv2d) else
+                              block.conv2.groups)
         backbone.deploy_groups = groups
     for name, layer in model.named_modules():
         if isinstance(layer, DGConv2d) and layer.has_gates:

@@ -211,3 +211,33 @@ def test_failure_paths(tmp_path):
                   cwd=str(tmp_path))
     assert result.returncode != 0 and 'does not exist' in result.stderr
     assert list(out.iterdir()) == []  # nothing half-written
+
+
+def test_unfoldable_bottleneck_keeps_the_permutation_in_the_layer():
+    """GroupNorm mixes channel groups, so the permutation cannot move into
+    it: that block deploys as DGConv2d(deploy=True), the rest fold."""
+    from mmdgconv.deploy.dgconv_static import convert_model
+    from mmdgconv.models import GResNeXt
+    torch.manual_seed(0)
+    model = GResNeXt(depth=50, groups=4, base_width=4, base_channels=16)
+    model.layer2[1].bn2 = torch.nn.GroupNorm(4, 32)  # norm2 is bn2
+    _randomise_gates(model, 3)
+    model.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    rows = convert_model(model)
+    assert [r['folded'] for r in rows].count(False) == 1
+    assert isinstance(model.layer2[1].conv2, DGConv2d)
+    assert model.deploy_groups[4] == 0
+    with torch.no_grad():
+        for a, b in zip(model(x), expected):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    deployed = GResNeXt(depth=50, groups=4, base_width=4, base_channels=16,
+                        deploy_groups=model.deploy_groups)
+    deployed.layer2[1].bn2 = torch.nn.GroupNorm(4, 32)
+    deployed.load_state_dict(model.state_dict(), strict=True)
+    deployed.eval()
+    with torch.no_grad():
+        for a, b in zip(deployed(x), expected):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -38,6 +38,19 @@ class GBottleneck(Bottleneck):
             if groups is None:
                 raise ValueError('deploy_groups has fewer entries than the '
                                  'backbone has DGConv layers')
+            if groups == 0:
+                # Not foldable (plugins or a non-BatchNorm norm around it):
+                # a grouped conv between fixed permutations, both read from
+                # the checkpoint.
+                return DGConv2d(
+                    self.width,
+                    self.width,
+                    kernel_size=3,
+                    stride=self.conv2_stride,
+                    padding=self.dilation,
+                    dilation=self.dilation,
+                    bias=False,
+                    deploy=True)
             # The converted form: the learned grouping as a static grouped
             # conv whose channel order the converter folded into the
             # neighbouring 1x1 convs and norms.
@@ -88,7 +101,9 @@ class GResNeXt(BackboneMixin, ResNeXt):
         deploy_groups (Sequence[int], optional): The deployed form written
             by ``tools/model_converters/dgconv_to_static.py``: each DGConv,
             in network order, becomes an ``nn.Conv2d`` with this many
-            groups. Default: None.
+            groups, or, for 0, a ``DGConv2d(deploy=True)`` (a grouped conv
+            between fixed channel permutations, for a block whose
+            permutation could not be folded). Default: None.
         return_tuple (bool): False returns a tensor for a single output
             index (mmaction2's TSN). Default: True.
         **kwargs: The mmdet ResNet interface: ``in_channels, stem_channels,
