@@ -71,3 +71,24 @@ def test_tsn_predict_mode_with_the_stock_recognizer(backbone):
         predictions = model(**data, mode='predict')
     assert len(predictions) == 2
     assert predictions[0].pred_score.shape == (4, )
+
+
+@pytest.mark.parametrize('backbone,backbone_type', [
+    ('g-resnext50-32x4d', 'mmdgconv.GResNeXt'), ('r50', 'ResNet'),
+    ('x50-32x4d', 'mmpretrain.ResNeXt')
+])
+def test_seed_schedule_configs(backbone, backbone_type):
+    """Seed 000, appendix C: 5 training segments, 25 test frames, SGD lr
+    0.001 decayed at 50k and 80k, 100k iterations, 32 videos per GPU."""
+    cfg = Config.fromfile(osp.join(
+        CONFIGS, f'tsn_imagenet-pretrained-{backbone}_8xb32-seed-schedule_'
+        'kinetics400-rgb.py'))
+    assert cfg.model.backbone.type == backbone_type
+    assert cfg.train_dataloader.dataset.pipeline[1].num_clips == 5
+    assert cfg.test_dataloader.dataset.pipeline[1].num_clips == 25
+    assert cfg.train_dataloader.batch_size == 32
+    assert cfg.optim_wrapper.optimizer.lr == 0.001
+    assert cfg.train_cfg.max_iters == 100000
+    assert cfg.param_scheduler[0].milestones == [50000, 80000]
+    if backbone == 'g-resnext50-32x4d':
+        assert cfg.model.backbone.freeze_groups
