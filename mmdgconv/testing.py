@@ -12,6 +12,11 @@ from mmengine.config import Config, ConfigDict
 from mmdgconv.datasets import SYNTHETIC_COCO_CLASSES
 
 
+#: Each dataloader and the generated split it reads (test reuses val).
+_LOADERS = (('train', 'train_dataloader'), ('val', 'val_dataloader'),
+            ('val', 'test_dataloader'))
+
+
 def _short_run(cfg: Config, max_iters: int,
                val_interval: Optional[int]) -> None:
     """An iteration-based schedule that logs every iteration, validates
@@ -89,9 +94,7 @@ def shrink_detection_config(cfg: Config,
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
     metainfo = dict(classes=SYNTHETIC_COCO_CLASSES)
-    for split, loader_key in (('train', 'train_dataloader'),
-                              ('val', 'val_dataloader'),
-                              ('val', 'test_dataloader')):
+    for split, loader_key in _LOADERS:
         loader = cfg[loader_key]
         dataset = loader.dataset
         dataset.update(
@@ -162,9 +165,7 @@ def shrink_recognition_config(cfg: Config,
     """
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
-    for split, loader_key in (('train', 'train_dataloader'),
-                              ('val', 'val_dataloader'),
-                              ('val', 'test_dataloader')):
+    for split, loader_key in _LOADERS:
         loader = cfg[loader_key]
         if loader_key == 'test_dataloader':
             loader.dataset.pipeline = copy.deepcopy(
@@ -220,9 +221,7 @@ def shrink_classification_config(cfg: Config,
     """
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
-    for split, loader_key in (('train', 'train_dataloader'),
-                              ('val', 'val_dataloader'),
-                              ('val', 'test_dataloader')):
+    for split, loader_key in _LOADERS:
         loader = cfg[loader_key]
         pipeline = loader.dataset.pipeline
         _set_image_scale(pipeline, image_size)
