@@ -72,6 +72,24 @@ def standard_tasks(models: Dict[str, nn.Module], size: int,
     return tasks
 
 
+def compiled_inference_tasks(models: Dict[str, nn.Module], size: int
+                             ) -> Dict[str, Dict[str, Callable[[], None]]]:
+    """Inference at batch 1 and 8 of every model under ``torch.compile``
+    (inductor, the default mode), each model compiled the same way.
+
+    The first run of each compiles (tens of seconds on 2 cores); measure()
+    makes it the warm-up run.
+    """
+    tasks = {}
+    for batch_size in (1, 8):
+        batch = torch.rand(batch_size, 3, size, size)
+        task = tasks[f'inference, batch {batch_size}, torch.compile'] = {}
+        for name, model in models.items():
+            compiled = torch.compile(model.eval(), dynamic=False)
+            task[name] = lambda m=compiled, b=batch: inference(m, b)
+    return tasks
+
+
 def measure(tasks: Dict[str, Dict[str, Callable[[], None]]],
             repeats: int) -> Dict[str, Dict[str, List[float]]]:
     """Seconds per run, interleaving the models round by round so that any

@@ -147,19 +147,27 @@ class PEDConv2d(nn.Conv2d):
             tuple[Tensor, Tensor, Tensor]: gamma (B, R, C_out), phi
             (B, R, C_in / groups) and psi (B, R, kh, kw), in (0, 1).
         """
+        gamma, phi, psi = self._sampled_factors(x).split(self.factor_sizes,
+                                                          dim=1)
+        batch, rank = x.shape[0], self.rank
+        return (gamma.reshape(batch, rank, self.out_channels),
+                phi.reshape(batch, rank, self.group_in),
+                psi.reshape(batch, rank, *self.kernel_size))
+
+    def _sampled_factors(self, x: Tensor) -> Tensor:
+        """gamma, phi and psi side by side, (B, sum(factor_sizes))."""
         context = x.mean((2, 3))
-        logits = self.heads(F.relu(self.squeeze(context)))
+        # F.linear rather than the modules: this runs once per layer and
+        # sample, and at batch 1 the call overhead is not negligible.
+        hidden = F.linear(context, self.squeeze.weight, self.squeeze.bias)
+        logits = F.linear(hidden.relu_(), self.heads.weight, self.heads.bias)
         if self.training and self.noise_std > 0:
             logits = logits + self.noise_std * torch.randn_like(logits)
         sampled = torch.sigmoid(logits)
         if self.info_max and self.training:
             self.info_max_loss = F.mse_loss(
                 self.decoder(sampled), context.detach())
-        gamma, phi, psi = sampled.split(self.factor_sizes, dim=1)
-        batch, rank = x.shape[0], self.rank
-        return (gamma.reshape(batch, rank, self.out_channels),
-                phi.reshape(batch, rank, self.group_in),
-                psi.reshape(batch, rank, *self.kernel_size))
+        return sampled
 
     def sample_kernels(self, factors) -> Tensor:
         """The kernel of every sample, (B, C_out, C_in / groups, kh, kw)."""
@@ -187,71 +195,114 @@ class PEDConv2d(nn.Conv2d):
         out = out.reshape(batch, self.out_channels, *out.shape[2:])
         return out if bias is None else out + bias[:, None, None]
 
-    def _output_size(self, x: Tensor) -> Tuple[int, int]:
-        size = []
-        for i in range(2):
-            if isinstance(self.padding, str):  # 'same' or 'valid'
-                return (x.shape[2], x.shape[3]) if self.padding == 'same' \
-                    else tuple(x.shape[2 + j] - self.dilation[j] *
-                               (self.kernel_size[j] - 1) for j in range(2))
-            span = self.dilation[i] * (self.kernel_size[i] - 1) + 1
-            size.append((x.shape[2 + i] + 2 * self.padding[i] - span) //
-                        self.stride[i] + 1)
-        return tuple(size)
+    def _scaled_columns(self, x: Tensor, scale: Tensor) -> Tensor:
+        """``unfold(x)`` with row (i, u, v) scaled by ``scale[:, i, u, v]``.
 
-    def _unfold_conv(self, x: Tensor, phi: Tensor, psi: Tensor) -> Tensor:
-        """Rank 1, groups 1: ``W @ (unfold(x) * phi * psi)``, no per-sample
-        kernel; the cheapest form where a layer's weights outweigh its
-        output pixels (deep layers)."""
+        Args:
+            x (Tensor): The input (B, C_in, H, W).
+            scale (Tensor): (B, C_in, kh * kw).
+
+        Returns:
+            Tensor: (B, C_in * kh * kw, L), L the number of output pixels.
+        """
         batch = x.shape[0]
-        out_h, out_w = self._output_size(x)
-        x, padding = self._padded(x)
-        columns = F.unfold(x, self.kernel_size, self.dilation, padding,
-                           self.stride)  # (B, C_in * kh * kw, L)
-        scale = (phi[:, :, None] * psi.reshape(batch, 1, -1)).reshape(
-            batch, -1, 1)
-        out = self.weight.reshape(self.out_channels, -1) @ (columns * scale)
-        return out.reshape(batch, self.out_channels, out_h, out_w)
+        # Explicit padding: it also covers 'same' (possibly asymmetric).
+        if any(self._reversed_padding_repeated_twice):
+            mode = 'constant' if self.padding_mode == 'zeros' \
+                else self.padding_mode
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            # unfold has the efficient backward (and compilers fuse it)
+            columns = F.unfold(x, self.kernel_size, self.dilation, 0,
+                               self.stride)
+            return columns * scale.reshape(batch, -1, 1)
+        # Inference: gather the windows through a strided view and scale
+        # them in the same pass (F.unfold then a multiply is two passes).
+        (kh, kw), (dh, dw), (sh, sw) = (self.kernel_size, self.dilation,
+                                        self.stride)
+        out_h = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
+        out_w = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+        s_b, s_c, s_h, s_w = x.stride()
+        windows = x.as_strided(
+            (batch, self.in_channels, kh, kw, out_h, out_w),
+            (s_b, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w))
+        # An explicit output keeps the columns in logical order (a product of
+        # overlapping strided views would otherwise get permuted strides).
+        columns = x.new_empty(windows.shape)
+        torch.mul(windows, scale.reshape(batch, self.in_channels, kh, kw, 1,
+                                         1), out=columns)
+        return columns.reshape(batch, -1, out_h * out_w)
+
+    def _output_size(self, x: Tensor) -> Tuple[int, int]:
+        if isinstance(self.padding, str):  # 'same' or 'valid'
+            if self.padding == 'same':
+                return x.shape[2], x.shape[3]
+            return tuple(x.shape[2 + i] - self.dilation[i] *
+                         (self.kernel_size[i] - 1) for i in range(2))
+        return tuple(
+            (x.shape[2 + i] + 2 * self.padding[i] - self.dilation[i] *
+             (self.kernel_size[i] - 1) - 1) // self.stride[i] + 1
+            for i in range(2))
+
+    def _add_bias(self, out: Tensor) -> Tensor:
+        return out if self.bias is None else out + self.bias[:, None, None]
 
     def forward(self, x: Tensor) -> Tensor:
-        factors = self.factors(x)
-        batch = x.shape[0]
-        if self.rank > 1 or self.mode == 'additive':
-            kernels = self.sample_kernels(factors)
-            if batch == 1:  # one kernel: an ordinary conv, no reshapes
-                return self._conv_forward(x, kernels[0], self.bias)
-            return self._per_sample_conv(x, kernels, self.bias)
+        if self.rank == 1 and self.mode == 'multiplicative':
+            return self._forward_rank1(x)
+        kernels = self.sample_kernels(self.factors(x))
+        if x.shape[0] == 1:  # one kernel: an ordinary conv, no reshapes
+            return self._conv_forward(x, kernels[0], self.bias)
+        return self._per_sample_conv(x, kernels, self.bias)
 
-        # Rank 1, multiplicative: W(x) = W * (gamma o phi o psi). gamma can
-        # scale the output channels and phi the input channels, so only psi
-        # has to reach the kernel. Each layer takes the form that touches the
-        # least memory (the convs here are bound by it, not by arithmetic).
-        gamma, phi, psi = (f[:, 0] for f in factors)
-        # phi scales input channel i by phi[i mod C_in/groups].
-        phi_in = phi if self.groups == 1 else phi.repeat(1, self.groups)
-        out_pixels = self._output_size(x)
-        out_pixels = out_pixels[0] * out_pixels[1]
+    def _forward_rank1(self, x: Tensor) -> Tensor:
+        """``W(x) = W * (gamma o phi o psi)`` without per-sample kernels
+        wherever possible.
+
+        gamma can scale the output channels and phi the input channels, so
+        only psi has to reach the kernel. Each layer takes the form that
+        touches the least memory: at batch 1 these convs are bound by memory
+        traffic, not by arithmetic, and a fresh weight-sized tensor costs as
+        much as the conv's own pass over the weights.
+        """
+        # (B, C_out), (B, C_in / groups), (B, kh * kw)
+        gamma, phi, psi = self._sampled_factors(x).split(self.factor_sizes,
+                                                          dim=1)
+        batch = x.shape[0]
+        out_h, out_w = self._output_size(x)
         weight_size = self.weight.numel()
-        kernel_area = self.kernel_size[0] * self.kernel_size[1]
-        if kernel_area == 1:
-            if batch == 1 and weight_size < x[0].numel() + \
-                    self.out_channels * out_pixels:
-                kernel = self.weight * (gamma[0] * psi[0, 0, 0])[:, None,
-                                                                 None, None]
+        activation_size = x[0].numel() + self.out_channels * out_h * out_w
+        if self.kernel_size == (1, 1):
+            gamma = gamma * psi.reshape(batch, 1)
+            if batch == 1 and weight_size < activation_size:
+                kernel = self.weight * gamma[0][:, None, None, None]
                 kernel = kernel * phi[0][None, :, None, None]
                 return self._conv_forward(x, kernel, self.bias)
-            x = x * phi_in[:, :, None, None]
+            x = x * self._per_input_channel(phi)[:, :, None, None]
             out = self._conv_forward(x, self.weight, None)
-            out = out * (gamma * psi.reshape(-1, 1))[:, :, None, None]
-        elif self.groups == 1 and out_pixels < self.out_channels:
-            out = self._unfold_conv(x, phi, psi)
-            out = out * gamma[:, :, None, None]
-        elif batch == 1:  # one kernel: an ordinary conv, no reshapes
-            return self._conv_forward(x, self.sample_kernels(factors)[0],
-                                      self.bias)
+        elif self.groups == 1 and out_h * out_w < self.out_channels:
+            # Deep layer: the unfolded input is smaller than the weights, so
+            # phi and psi scale the columns and the weights are read once.
+            columns = self._scaled_columns(
+                x, phi[:, :, None] * psi[:, None])
+            out = self.weight.reshape(self.out_channels, -1) @ columns
+            out = out.reshape(batch, self.out_channels, out_h, out_w)
+        elif batch == 1 and weight_size < activation_size:
+            kernel = self.weight * gamma[0][:, None, None, None]
+            kernel = kernel * (phi[0][:, None] * psi[0]).reshape(
+                self.weight.shape[1:])
+            return self._conv_forward(x, kernel, self.bias)
         else:
-            x = x * phi_in[:, :, None, None]
-            out = self._per_sample_conv(x, self.weight * psi[:, None, None],
-                                        None)
-            out = out * gamma[:, :, None, None]
-        return out if self.bias is None else out + self.bias[:, None, None]
+            x = x * self._per_input_channel(phi)[:, :, None, None]
+            if batch == 1:
+                out = self._conv_forward(
+                    x, self.weight * psi.reshape(self.kernel_size), None)
+            else:
+                out = self._per_sample_conv(
+                    x, self.weight * psi.reshape(batch, 1, 1,
+                                                 *self.kernel_size), None)
+        return self._add_bias(out * gamma[:, :, None, None])
+
+    def _per_input_channel(self, phi: Tensor) -> Tensor:
+        """phi (B, C_in / groups) spread over all C_in input channels."""
+        return phi if self.groups == 1 else phi.repeat(1, self.groups)

@@ -164,8 +164,13 @@ def test_built_through_conv_cfg_from_every_scope():
          dilation=2, bias=False),
     dict(in_channels=32, out_channels=64, kernel_size=3, padding=1,
          padding_mode='reflect'),
-    # a 1x1 layer whose weights are smaller than its activations
+    dict(in_channels=32, out_channels=64, kernel_size=3, padding='same',
+         bias=False),
+    # 1x1 and small k x k layers whose weights are smaller than their
+    # activations: the factors fold into the one kernel at batch 1
     dict(in_channels=4, out_channels=4, kernel_size=1),
+    dict(in_channels=8, out_channels=4, kernel_size=1, groups=4),
+    dict(in_channels=4, out_channels=8, kernel_size=3, padding=1, groups=2),
 ])
 def test_every_rank1_path_matches_the_loop(case, batch):
     torch.manual_seed(2)
@@ -180,3 +185,25 @@ def test_every_rank1_path_matches_the_loop(case, batch):
     torch.testing.assert_close(grad_x, ref_grad_x, rtol=1e-5, atol=1e-5)
     for name, grad in ref_grads.items():
         torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('case', CASES[:5] + [
+    dict(in_channels=32, out_channels=64, kernel_size=3, stride=2,
+         padding=2, dilation=2),
+    dict(in_channels=32, out_channels=64, kernel_size=3, padding=1,
+         padding_mode='circular'),
+    dict(in_channels=32, out_channels=64, kernel_size=(3, 2),
+         padding='same'),
+    dict(in_channels=32, out_channels=64, kernel_size=3, padding='valid'),
+])
+@pytest.mark.parametrize('batch', [1, 3])
+def test_inference_paths_match_the_loop(case, batch):
+    """Under no_grad the deep layers gather their windows differently."""
+    torch.manual_seed(3)
+    layer = PEDConv2d(reduction=4, **case).eval()
+    _randomise_generator(layer)
+    x = torch.randn(batch, case['in_channels'], 6, 5)
+    x = x.to(memory_format=torch.channels_last) if batch == 3 else x
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), loop_reference(layer, x),
+                                   rtol=1e-5, atol=1e-5)
