@@ -97,8 +97,70 @@ class GroupLayout:
             for partner in self.partners
         ]
         self.partners = [p.to(**to) for p in self.partners]
+        self.passes = self._merged_passes(out_order, in_order, to)
         self.merged_masks = torch.stack(masks).to(
             **to) if masks else None
+
+    # Narrow groups make oneDNN's grouped weight gradient slow: at 4
+    # channels per group it costs more than at 32, although it does an
+    # eighth of the work. Layers with groups this narrow get their gate
+    # gradients from weight gradients over merged groups instead, covering
+    # MERGED_BITS split bits per pass (3 measured best at 4 and 8 channels
+    # per group on ResNeXt-50's layers; at 16 or more, merging gains nothing).
+    NARROW_WIDTH = 8
+    MERGED_BITS = 3
+
+    def _merged_passes(self, out_order: Tensor, in_order: Tensor,
+                       to: dict) -> list:
+        """Plan the weight gradients over merged groups (narrow layers).
+
+        The split bits are taken in chunks of m = ``MERGED_BITS``, least
+        significant first.
+        For each chunk, the groups are reordered so that the chunk's bits
+        are the least significant of the group id; a weight gradient with
+        ``G / 2^m`` groups then holds every block pairing two groups that
+        differ only in those bits (and, for the first chunk, whose order is
+        the current one, the diagonal blocks too).
+
+        Returns:
+            list[dict]: One pass per chunk (empty for wide layers): the
+            channel reorder relative to the permuted layout (None for the
+            first chunk), the merged group count, the weight's row and column
+            indices for the merged blocks, and the split indices covered.
+        """
+        width = max(self.in_per_group, self.out_per_group)
+        num_split = len(self.split)
+        if width > self.NARROW_WIDTH or num_split == 0:
+            return []
+        m = min(num_split, self.MERGED_BITS)
+        group = torch.arange(self.groups)
+        passes = []
+        for start in range(0, num_split, m):
+            chunk = list(range(start, min(start + m, num_split)))  # bit pos
+            others = [b for b in range(num_split) if b not in chunk]
+            new_id = torch.zeros_like(group)
+            for b in reversed(others):  # most significant first
+                new_id = new_id * 2 + (group >> b) % 2
+            for b in reversed(chunk):
+                new_id = new_id * 2 + (group >> b) % 2
+            group_order = torch.argsort(new_id)  # new position -> group
+            out_local = (group_order[:, None] * self.out_per_group +
+                         torch.arange(self.out_per_group)).reshape(-1)
+            in_local = (group_order[:, None] * self.in_per_group +
+                        torch.arange(self.in_per_group)).reshape(-1)
+            merged = self.groups >> len(chunk)
+            in_channels = in_order[in_local].reshape(merged, -1)
+            row_group = torch.arange(self.out_channels) // (
+                self.out_channels // merged)
+            first = start == 0  # the current order already
+            passes.append(dict(
+                out_local=None if first else out_local.to(**to),
+                in_local=None if first else in_local.to(**to),
+                groups=merged,
+                rows=out_order[out_local][:, None].to(**to),
+                cols=in_channels[row_group].to(**to),
+                split_indices=[num_split - 1 - b for b in chunk]))
+        return passes
 
     # -- channel permutations --------------------------------------------
     def permute_input(self, x: Tensor) -> Tensor:
@@ -174,10 +236,25 @@ class GroupedDGConvFunction(torch.autograd.Function):
         grad_permuted = layout.permute_output(grad_out.contiguous())
         grad_x = grad_w = grad_gate = grad_bias = None
 
+        merged_passes = layout.passes if (need_w or need_gate) else []
+        need_blocks = (need_w or need_gate) and not merged_passes
         grad_x_permuted, grad_blocks, _ = torch.ops.aten.convolution_backward(
             grad_permuted, x_permuted, blocks, None, stride, padding,
             dilation, False, [0, 0], layout.groups,
-            [need_x, need_w or need_gate, False])
+            [need_x, need_blocks, False])
+        split_grads = {}
+        for plan in merged_passes:
+            grad_merged, sums = _merged_weight_gradient(
+                plan, grad_permuted, x_permuted, weight, layout, stride,
+                padding, dilation)
+            if plan['out_local'] is None:
+                grad_blocks = _diagonal_of_merged(grad_merged, plan, layout)
+            size = layout.groups // plan['groups']
+            for j, split_index in enumerate(plan['split_indices']):
+                differs = (torch.arange(size)[:, None] ^
+                           torch.arange(size)[None]) == (1 << j)
+                split_grads[split_index] = sums[:, differs.to(
+                    sums.device)].sum()
         if need_x:
             grad_x = layout.unpermute_input(grad_x_permuted)
         if need_w:
@@ -193,6 +270,9 @@ class GroupedDGConvFunction(torch.autograd.Function):
                     'mgoi,goi->m', layout.merged_masks.to(dl_du.dtype),
                     dl_du)
             for index, gate in enumerate(layout.split):
+                if index in split_grads:
+                    grad_gate[gate] = split_grads[index]
+                    continue
                 partner_blocks = layout.partner_blocks(weight, index).to(
                     blocks.dtype)
                 _, grad_partner, _ = torch.ops.aten.convolution_backward(
@@ -205,6 +285,44 @@ class GroupedDGConvFunction(torch.autograd.Function):
         if need_bias and ctx.has_bias:
             grad_bias = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_gate, grad_bias, None, None
+
+
+def _merged_weight_gradient(plan: dict, grad_permuted: Tensor,
+                            x_permuted: Tensor, weight: Tensor,
+                            layout: GroupLayout, stride, padding, dilation):
+    """One merged pass: the weight gradient over ``plan['groups']`` merged
+    groups, and dL/dU summed per pair of sub-groups.
+
+    Returns:
+        tuple[Tensor, Tensor]: The merged weight gradient (C_out,
+        C_in * 2^m / G, k, k) and the block sums (G', 2^m, 2^m), indexed by
+        (merged group, output sub-group, input sub-group).
+    """
+    if plan['out_local'] is not None:
+        grad_permuted = grad_permuted.index_select(1, plan['out_local'])
+        x_permuted = x_permuted.index_select(1, plan['in_local'])
+    merged_weight = weight[plan['rows'], plan['cols']].to(x_permuted.dtype)
+    _, grad_merged, _ = torch.ops.aten.convolution_backward(
+        grad_permuted, x_permuted, merged_weight, None, stride, padding,
+        dilation, False, [0, 0], plan['groups'], [False, True, False])
+    size = layout.groups // plan['groups']
+    sums = (merged_weight.float() * grad_merged.float()).sum((2, 3))
+    sums = sums.reshape(plan['groups'], size, layout.out_per_group, size,
+                        layout.in_per_group).sum((2, 4))
+    return grad_merged, sums
+
+
+def _diagonal_of_merged(grad_merged: Tensor, plan: dict,
+                        layout: GroupLayout) -> Tensor:
+    """The diagonal blocks (each group with itself) of the first pass's
+    merged weight gradient, laid out like ``diagonal_blocks``."""
+    size = layout.groups // plan['groups']
+    k_h, k_w = grad_merged.shape[2:]
+    blocks = grad_merged.reshape(plan['groups'], size, layout.out_per_group,
+                                 size, layout.in_per_group, k_h, k_w)
+    diagonal = blocks.diagonal(dim1=1, dim2=3)  # (G', o, i, kh, kw, size)
+    return diagonal.permute(0, 5, 1, 2, 3, 4).reshape(
+        layout.out_channels, layout.in_per_group, k_h, k_w)
 
 
 def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,

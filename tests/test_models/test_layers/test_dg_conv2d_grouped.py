@@ -77,6 +77,35 @@ def test_random_patterns_wide_layer(seed):
     _assert_same(dense, grouped, torch.randn(2, 64, 6, 6))
 
 
+@pytest.mark.parametrize('narrow,bits', [
+    (0, 3),  # no merged passes: one swapped weight gradient per split bit
+    (64, 1),  # merged passes of one bit each
+    (64, 2),  # chunks of two bits, the last one shorter
+    (64, 6),  # a single pass over every split bit
+])
+@pytest.mark.parametrize('in_channels,out_channels,gates', [
+    (64, 64, [-1., -1., -1., -1., -1., -1.]),
+    (64, 64, [-1., 1., -1., -1., 1., -1.]),
+    (16, 64, [1., -1., -1., -1.]),  # GroupUp
+    (64, 16, [-1., -1., 1., -1.]),  # GroupDown
+])
+def test_gate_gradients_from_merged_groups(monkeypatch, narrow, bits,
+                                           in_channels, out_channels, gates):
+    monkeypatch.setattr(GroupLayout, 'NARROW_WIDTH', narrow)
+    monkeypatch.setattr(GroupLayout, 'MERGED_BITS', bits)
+    torch.manual_seed(4)
+    dense, grouped = _pair(in_channels, out_channels, gates, kernel_size=3,
+                           stride=2, padding=1, bias=True)
+    passes = grouped.group_layout().passes
+    num_split = gates.count(-1.)
+    assert bool(passes) == (narrow > 0)
+    if passes:
+        covered = sorted(i for p in passes for i in p['split_indices'])
+        assert covered == list(range(num_split))
+        assert passes[0]['out_local'] is None  # the first needs no reorder
+    _assert_same(dense, grouped, torch.randn(2, in_channels, 7, 7))
+
+
 def test_auto_chooses_grouped_only_when_cheaper():
     layer = DGConv2d(16, 16, 3, padding=1)
     with torch.no_grad():
