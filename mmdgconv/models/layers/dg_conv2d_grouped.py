@@ -16,6 +16,10 @@ the channels by those bits makes U block-diagonal with G blocks, so
 
 At G groups the whole step costs about (3 + |S|) / G of a dense conv step
 (|S| = log2 G split factors), and it equals the dense formulation exactly.
+Where the groups are narrow (a few channels each), oneDNN's grouped weight
+gradient is slow per unit of work, so those layers take their weight and gate
+gradients from a few weight gradients over merged groups instead (see
+:meth:`GroupLayout._merged_passes`): more arithmetic, less time.
 
 Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
 Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867

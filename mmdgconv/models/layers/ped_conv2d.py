@@ -301,7 +301,12 @@ class PEDConv2d(nn.Conv2d):
                 out = self._per_sample_conv(
                     x, self.weight * psi.reshape(batch, 1, 1,
                                                  *self.kernel_size), None)
-        return self._add_bias(out * gamma[:, :, None, None])
+        if torch.is_grad_enabled():
+            return self._add_bias(out * gamma[:, :, None, None])
+        # Inference: scale the fresh conv output in place (no allocation).
+        out.mul_(gamma[:, :, None, None])
+        return out if self.bias is None else out.add_(self.bias[:, None,
+                                                                None])
 
     def _per_input_channel(self, phi: Tensor) -> Tensor:
         """phi (B, C_in / groups) spread over all C_in input channels."""
