@@ -207,3 +207,23 @@ def test_inference_paths_match_the_loop(case, batch):
     with torch.no_grad():
         torch.testing.assert_close(layer(x), loop_reference(layer, x),
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    """The benchmark's compiled rows run the same maths: every rank-1 form
+    (folded kernel, scaled activations, scaled columns) under inductor."""
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(
+        PEDConv2d(8, 32, 3, padding=1, reduction=4),  # activations, W * psi
+        PEDConv2d(32, 64, 3, padding=1, reduction=4),  # deep: columns
+        PEDConv2d(64, 16, 1, reduction=4),  # 1x1: folded at batch 1
+    ).eval()
+    for layer in model:
+        _randomise_generator(layer)
+    compiled = torch.compile(model, dynamic=False)
+    with torch.no_grad():
+        for batch in (1, 2):
+            x = torch.randn(batch, 8, 6, 6)
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-4,
+                                       atol=1e-5)
