@@ -64,7 +64,8 @@ def main():
     args = benchmark_parser(__doc__.splitlines()[0], repeats=3).parse_args()
     setup(args)
     header = (f'torch {torch.__version__}, {args.threads} threads, median of '
-              f'{args.repeats}; ratios to the first column')
+              f'{args.repeats}; ratios to the first column, paired round by '
+              'round')
     layer_table = format_table(measure(layer_tasks(8), args.repeats), None,
                                ['plain conv', 'p4 conv'],
                                header + ', batch 8')

@@ -141,21 +141,29 @@ def measure_memory_in_subprocesses(script: str, names: List[str],
 
 
 def format_table(times, peaks, names, header: str) -> str:
-    """A markdown table of medians with ratios to the first model."""
+    """A markdown table of medians with ratios to the first model.
+
+    A ratio is the median over rounds of that round's time divided by the
+    baseline's time in the same round: measure() interleaves the models
+    round by round, so pairing the rounds cancels the machine's drift, which
+    on a shared machine is larger than the differences measured.
+    """
     baseline = names[0]
     lines = [
         header, '', '| measure | ' + ' | '.join(names) + ' |',
         '|---|' + '---:|' * len(names)
     ]
     for task, per_model in times.items():
-        base = statistics.median(per_model[baseline])
+        base = per_model[baseline]
         cells = []
         for name in names:
             if name not in per_model:
                 cells.append('n/a')
                 continue
             median = statistics.median(per_model[name])
-            cells.append(f'{1000 * median:.0f} ms ({median / base:.2f}x)')
+            ratio = statistics.median(
+                t / b for t, b in zip(per_model[name], base))
+            cells.append(f'{1000 * median:.0f} ms ({ratio:.2f}x)')
         lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
     if peaks:
         cells = [f'{peaks[n]:.0f} MiB ({peaks[n] / peaks[baseline]:.2f}x)'
@@ -201,7 +209,7 @@ def report(times, peaks, names, args, key: str, baseline: str = None) -> str:
         times, peaks, names,
         f'torch {torch.__version__}, {args.threads} threads, '
         f'{args.size}x{args.size}, median of {args.repeats}; ratios to '
-        f'{baseline or names[0]}')
+        f'{baseline or names[0]}, paired round by round')
     print(table)
     if args.update_readme:
         update_readme(table, key)
