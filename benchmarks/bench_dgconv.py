@@ -118,8 +118,9 @@ def main():
         print(peak_training_memory(args.memory_of, reference, args.size))
         return
 
-    trained = [STATIC, OURS_32, OURS_RANDOM] + ([REFERENCE]
-                                               if reference else [])
+    trained = [STATIC, OURS_32, OURS_RANDOM]
+    if reference:
+        trained.append(REFERENCE)
     names = trained + [DEPLOYED_32, DEPLOYED_RANDOM]
     peaks = None if args.no_memory else measure_memory_in_subprocesses(
         __file__, trained,

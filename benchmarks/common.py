@@ -187,7 +187,8 @@ def update_readme(table: str, key: str) -> None:
         f.write(pattern.sub(lambda _: f'{start}\n{table}\n{end}', text))
 
 
-def benchmark_parser(description: str, repeats: int) -> argparse.ArgumentParser:
+def benchmark_parser(description: str,
+                     repeats: int) -> argparse.ArgumentParser:
     """The options every benchmark script takes."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--repeats', type=int, default=repeats)

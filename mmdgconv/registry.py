@@ -39,6 +39,7 @@ TRANSFORMS = Registry(
     'transform', parent=MMENGINE_TRANSFORMS, scope='mmdgconv',
     locations=['mmdgconv.datasets'])
 
+
 def register_conv_layer(name):
     """Register a conv layer class under ``name`` in mmdgconv's and the root
     ``MODELS``, so ``conv_cfg=dict(type=name)`` builds it from any scope.

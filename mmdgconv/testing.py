@@ -199,11 +199,11 @@ def _set_image_scale(pipeline, size: int) -> None:
 
 
 def shrink_classification_config(cfg: Config,
-                                  data: dict,
-                                  work_dir: str,
-                                  max_iters: int = 2,
-                                  image_size: int = 56,
-                                  batch_size: int = 4) -> Config:
+                                 data: dict,
+                                 work_dir: str,
+                                 max_iters: int = 2,
+                                 image_size: int = 56,
+                                 batch_size: int = 4) -> Config:
     """Point an mmpretrain ImageNet config at a synthetic ImageFolder.
 
     Args:

@@ -246,7 +246,9 @@ def main():
     print(groups)
     print('\nCOCO AP of the trained model and of its static conversion:')
     deploy_and_compare(args, cfg, runner, metrics)
-    print(f'checkpoint: {osp.join(args.work_dir, "iter_%d.pth" % cfg.train_cfg.max_iters)}')
+    checkpoint = osp.join(args.work_dir,
+                          f'iter_{cfg.train_cfg.max_iters}.pth')
+    print(f'checkpoint: {checkpoint}')
     print(f'total time: {(time.time() - start) / 60:.1f} min')
 
 

@@ -4,7 +4,8 @@ The toolbox is chosen by the config's ``default_scope`` (inherited from its
 ``mmdet::``, ``mmaction::`` or ``mmpretrain::`` base).
 
 Example:
-    python tools/train.py configs/g_resnext/faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py
+    python tools/train.py \\
+        configs/g_resnext/faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py
     bash tools/dist_train.sh CONFIG 2          # DDP through torchrun
 """
 import argparse

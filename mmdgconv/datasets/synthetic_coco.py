@@ -78,7 +78,8 @@ def _render_image(rng: np.random.Generator, height: int, width: int,
 
 def _polygon_area(polygon: np.ndarray) -> float:
     x, y = polygon[:, 0], polygon[:, 1]
-    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) -
+                           np.dot(y, np.roll(x, 1))))
 
 
 def _write_split(root: str, split: str, num_images: int, image_size,
@@ -102,8 +103,8 @@ def _write_split(root: str, split: str, num_images: int, image_size,
                     id=len(annotations) + 1,
                     image_id=image_id,
                     category_id=obj['category_id'],
-                    bbox=[round(float(v), 2) for v in (x0, y0, x1 - x0,
-                                                        y1 - y0)],
+                    bbox=[round(float(v), 2)
+                          for v in (x0, y0, x1 - x0, y1 - y0)],
                     area=round(_polygon_area(polygon), 2),
                     segmentation=[[round(float(v), 2)
                                    for v in polygon.reshape(-1)]],

@@ -63,7 +63,8 @@ def load_state_dict_strict(model: torch.nn.Module, checkpoint_path: str,
                             ('unexpected keys', unexpected),
                             ('shape mismatches', shapes)):
             if keys:
-                shown = ', '.join(keys[:8]) + (', ...' if len(keys) > 8 else '')
+                shown = ', '.join(keys[:8])
+                shown += ', ...' if len(keys) > 8 else ''
                 details.append(f'{len(keys)} {label} ({shown})')
         raise ConversionError(
             f'checkpoint {checkpoint_path} does not match the model built '
@@ -78,7 +79,8 @@ def _compare(expected: dict, actual: dict) -> Tuple[list, list, list]:
     shapes = sorted(
         f'{k}: {tuple(actual[k].shape)} vs {tuple(expected[k].shape)}'
         for k in set(expected) & set(actual)
-        if hasattr(actual[k], 'shape') and actual[k].shape != expected[k].shape)
+        if hasattr(actual[k], 'shape')
+        and actual[k].shape != expected[k].shape)
     return missing, unexpected, shapes
 
 

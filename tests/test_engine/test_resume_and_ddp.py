@@ -97,7 +97,8 @@ def test_ddp_two_processes_end_with_identical_gates(synthetic_coco,
         ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config_path, '2',
          '--work-dir', str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert result.returncode == 0, (result.stdout[-3000:] +
+                                    result.stderr[-5000:])
 
     ranks = [torch.load(str(tmp_path / f'gates_rank{r}.pth'))
              for r in (0, 1)]

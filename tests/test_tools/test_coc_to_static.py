@@ -12,7 +12,8 @@ from mmdgconv.testing import shrink_detection_config
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'coc_to_static.py')
-RETINANET = osp.join(REPO, 'configs', 'coc', 'retinanet_r50-coc_fpn_1x_coco.py')
+RETINANET = osp.join(REPO, 'configs', 'coc',
+                     'retinanet_r50-coc_fpn_1x_coco.py')
 
 
 def _run(*args, cwd):

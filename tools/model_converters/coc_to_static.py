@@ -8,7 +8,8 @@ of the matching ``*_deploy.py`` config (``deploy=True``), keeps the input's
 
 Example:
     python tools/model_converters/coc_to_static.py \\
-        configs/coc/retinanet_r50-coc_fpn_1x_coco.py train.pth static.pth --verify
+        configs/coc/retinanet_r50-coc_fpn_1x_coco.py train.pth static.pth \\
+        --verify
 """
 import argparse
 import os.path as osp

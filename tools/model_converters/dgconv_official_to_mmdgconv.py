@@ -18,7 +18,6 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 
-import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from mmdgconv.apis import load_config  # noqa: E402

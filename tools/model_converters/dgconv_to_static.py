@@ -21,7 +21,8 @@ atomically and the input is never overwritten.
 Example:
     python tools/model_converters/dgconv_to_static.py \\
         configs/g_resnext/faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py \\
-        work_dirs/faster-rcnn/epoch_12.pth work_dirs/faster-rcnn/static --verify
+        work_dirs/faster-rcnn/epoch_12.pth work_dirs/faster-rcnn/static \\
+        --verify
 """
 import argparse
 import copy

@@ -150,7 +150,8 @@ class P4ResNet(BaseModule):
                              f'and out_indices values in 0..3, got {strides} '
                              f'and {out_indices}')
         self.depth, self.group = depth, group
-        self.out_indices, self.frozen_stages = tuple(out_indices), frozen_stages
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         norm_cfg = _group_norm_cfg(norm_cfg)
         divisor = width_divisor or math.sqrt(group_size(group))

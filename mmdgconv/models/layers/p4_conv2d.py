@@ -140,7 +140,8 @@ class GroupConv2d(nn.Module):
                 f'{name}: p4m needs an odd kernel size, whose centre pixel '
                 'the flips and rotations keep fixed')
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.group, self.lifting = kernel_size, group, lifting
+        self.kernel_size, self.group = kernel_size, group
+        self.lifting = lifting
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.group_out = group_size(group)
         self.group_in = 1 if lifting else self.group_out

@@ -1,7 +1,8 @@
 """PEDConv: parameter-efficient dynamic convolution via tensor decomposition.
 
 Paper: Hou and Kung, "Parameter Efficient Dynamic Convolution via Tensor
-Decomposition", BMVC 2021. https://www.bmvc2021-virtualconference.com/assets/papers/1631.pdf
+Decomposition", BMVC 2021.
+https://www.bmvc2021-virtualconference.com/assets/papers/1631.pdf
 """
 from typing import Optional, Tuple
 
@@ -147,8 +148,8 @@ class PEDConv2d(nn.Conv2d):
             tuple[Tensor, Tensor, Tensor]: gamma (B, R, C_out), phi
             (B, R, C_in / groups) and psi (B, R, kh, kw), in (0, 1).
         """
-        gamma, phi, psi = self._sampled_factors(x).split(self.factor_sizes,
-                                                          dim=1)
+        gamma, phi, psi = self._sampled_factors(x).split(
+            self.factor_sizes, dim=1)
         batch, rank = x.shape[0], self.rank
         return (gamma.reshape(batch, rank, self.out_channels),
                 phi.reshape(batch, rank, self.group_in),
@@ -266,8 +267,8 @@ class PEDConv2d(nn.Conv2d):
         much as the conv's own pass over the weights.
         """
         # (B, C_out), (B, C_in / groups), (B, kh * kw)
-        gamma, phi, psi = self._sampled_factors(x).split(self.factor_sizes,
-                                                          dim=1)
+        gamma, phi, psi = self._sampled_factors(x).split(
+            self.factor_sizes, dim=1)
         batch = x.shape[0]
         out_h, out_w = self._output_size(x)
         weight_size = self.weight.numel()
