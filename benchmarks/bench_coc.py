@@ -29,7 +29,7 @@ DEPLOYED = 'ResNet-50-CoC, deployed'
 
 
 def main():
-    args = benchmark_parser(__doc__.splitlines()[0], repeats=5).parse_args()
+    args = benchmark_parser(__doc__.splitlines()[0], repeats=7).parse_args()
     setup(args)
 
     backbone_args = dict(depth=50, out_indices=(3, ), norm_eval=False)

@@ -103,7 +103,7 @@ def peak_training_memory(name, reference_dir, size):
 
 
 def main():
-    parser = benchmark_parser(__doc__.splitlines()[0], repeats=3)
+    parser = benchmark_parser(__doc__.splitlines()[0], repeats=7)
     parser.add_argument('--reference', default=osp.join(
         osp.dirname(__file__), '..', '..', 'shared', 'reference'),
         help='directory of the reference implementation (skipped if absent)')

@@ -61,7 +61,7 @@ def layer_tasks(batch):
 
 
 def main():
-    args = benchmark_parser(__doc__.splitlines()[0], repeats=3).parse_args()
+    args = benchmark_parser(__doc__.splitlines()[0], repeats=7).parse_args()
     setup(args)
     header = (f'torch {torch.__version__}, {args.threads} threads, median of '
               f'{args.repeats}; ratios to the first column, paired round by '
