@@ -240,7 +240,9 @@ class GroupedDGConvFunction(torch.autograd.Function):
         grad_permuted = layout.permute_output(grad_out.contiguous())
         grad_x = grad_w = grad_gate = grad_bias = None
 
-        merged_passes = layout.passes if (need_w or need_gate) else []
+        # Merged passes only pay off when the gate gradients are wanted
+        # (frozen gates, e.g. freeze_groups, need the weight gradient only).
+        merged_passes = layout.passes if need_gate else []
         need_blocks = (need_w or need_gate) and not merged_passes
         grad_x_permuted, grad_blocks, _ = torch.ops.aten.convolution_backward(
             grad_permuted, x_permuted, blocks, None, stride, padding,

@@ -106,6 +106,18 @@ def test_gate_gradients_from_merged_groups(monkeypatch, narrow, bits,
     _assert_same(dense, grouped, torch.randn(2, in_channels, 7, 7))
 
 
+def test_frozen_gates_narrow_layer():
+    """Without gate gradients a narrow layer skips the merged passes and
+    still gets its weight and input gradients exactly."""
+    torch.manual_seed(6)
+    dense, grouped = _pair(64, 64, [-1.] * 5 + [1.], kernel_size=3,
+                           padding=1)
+    assert grouped.group_layout().passes  # narrow: 2 channels per group
+    for layer in (dense, grouped):
+        layer.gate.requires_grad_(False)
+    _assert_same(dense, grouped, torch.randn(2, 64, 6, 6))
+
+
 def test_auto_chooses_grouped_only_when_cheaper():
     layer = DGConv2d(16, 16, 3, padding=1)
     with torch.no_grad():
