@@ -178,14 +178,18 @@ class PEDConv2d(nn.Conv2d):
             return self.weight * modulation
         return self.weight + modulation
 
-    def _padded(self, x: Tensor):
-        if self.padding_mode == 'zeros':
+    def _padded(self, x: Tensor, explicit: bool = False):
+        """The input and the padding left for the conv: zero padding stays
+        with the conv unless ``explicit``; other modes are applied here."""
+        if self.padding_mode == 'zeros' and not explicit:
             return x, self.padding
-        return F.pad(x, self._reversed_padding_repeated_twice,
-                     mode=self.padding_mode), 0
+        if any(self._reversed_padding_repeated_twice):
+            mode = 'constant' if self.padding_mode == 'zeros' \
+                else self.padding_mode
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
+        return x, 0
 
-    def _per_sample_conv(self, x: Tensor, kernels: Tensor,
-                         bias: Optional[Tensor]) -> Tensor:
+    def _per_sample_conv(self, x: Tensor, kernels: Tensor) -> Tensor:
         """Sample b convolved with ``kernels[b]``: one grouped conv."""
         batch = x.shape[0]
         x, padding = self._padded(x)
@@ -193,25 +197,23 @@ class PEDConv2d(nn.Conv2d):
             x.reshape(1, -1, *x.shape[2:]),
             kernels.reshape(-1, *kernels.shape[2:]), None, self.stride,
             padding, self.dilation, batch * self.groups)
-        out = out.reshape(batch, self.out_channels, *out.shape[2:])
-        return out if bias is None else out + bias[:, None, None]
+        return out.reshape(batch, self.out_channels, *out.shape[2:])
 
-    def _scaled_columns(self, x: Tensor, scale: Tensor) -> Tensor:
+    def _scaled_columns(self, x: Tensor, scale: Tensor,
+                        out_size: Tuple[int, int]) -> Tensor:
         """``unfold(x)`` with row (i, u, v) scaled by ``scale[:, i, u, v]``.
 
         Args:
             x (Tensor): The input (B, C_in, H, W).
             scale (Tensor): (B, C_in, kh * kw).
+            out_size (tuple[int, int]): The output's height and width.
 
         Returns:
             Tensor: (B, C_in * kh * kw, L), L the number of output pixels.
         """
         batch = x.shape[0]
         # Explicit padding: it also covers 'same' (possibly asymmetric).
-        if any(self._reversed_padding_repeated_twice):
-            mode = 'constant' if self.padding_mode == 'zeros' \
-                else self.padding_mode
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
+        x, _ = self._padded(x, explicit=True)
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
             # unfold has the efficient backward (and compilers fuse it)
             columns = F.unfold(x, self.kernel_size, self.dilation, 0,
@@ -221,8 +223,7 @@ class PEDConv2d(nn.Conv2d):
         # them in the same pass (F.unfold then a multiply is two passes).
         (kh, kw), (dh, dw), (sh, sw) = (self.kernel_size, self.dilation,
                                         self.stride)
-        out_h = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
-        out_w = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+        out_h, out_w = out_size
         s_b, s_c, s_h, s_w = x.stride()
         windows = x.as_strided(
             (batch, self.in_channels, kh, kw, out_h, out_w),
@@ -245,8 +246,19 @@ class PEDConv2d(nn.Conv2d):
              (self.kernel_size[i] - 1) - 1) // self.stride[i] + 1
             for i in range(2))
 
-    def _add_bias(self, out: Tensor) -> Tensor:
-        return out if self.bias is None else out + self.bias[:, None, None]
+    def _add_bias(self, out: Tensor, inplace: bool = False) -> Tensor:
+        if self.bias is None:
+            return out
+        bias = self.bias[:, None, None]
+        return out.add_(bias) if inplace else out + bias
+
+    def _scale_output(self, out: Tensor, gamma: Tensor) -> Tensor:
+        """``out * gamma + bias``, in place at inference (``out`` is the
+        conv's fresh output: no allocation needed)."""
+        gamma = gamma[:, :, None, None]
+        inplace = not torch.is_grad_enabled()
+        out = out.mul_(gamma) if inplace else out * gamma
+        return self._add_bias(out, inplace)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.rank == 1 and self.mode == 'multiplicative':
@@ -254,7 +266,7 @@ class PEDConv2d(nn.Conv2d):
         kernels = self.sample_kernels(self.factors(x))
         if x.shape[0] == 1:  # one kernel: an ordinary conv, no reshapes
             return self._conv_forward(x, kernels[0], self.bias)
-        return self._per_sample_conv(x, kernels, self.bias)
+        return self._add_bias(self._per_sample_conv(x, kernels))
 
     def _forward_rank1(self, x: Tensor) -> Tensor:
         """``W(x) = W * (gamma o phi o psi)`` without per-sample kernels
@@ -285,7 +297,7 @@ class PEDConv2d(nn.Conv2d):
             # Deep layer: the unfolded input is smaller than the weights, so
             # phi and psi scale the columns and the weights are read once.
             columns = self._scaled_columns(
-                x, phi[:, :, None] * psi[:, None])
+                x, phi[:, :, None] * psi[:, None], (out_h, out_w))
             out = self.weight.reshape(self.out_channels, -1) @ columns
             out = out.reshape(batch, self.out_channels, out_h, out_w)
         elif batch == 1 and weight_size < activation_size:
@@ -301,13 +313,8 @@ class PEDConv2d(nn.Conv2d):
             else:
                 out = self._per_sample_conv(
                     x, self.weight * psi.reshape(batch, 1, 1,
-                                                 *self.kernel_size), None)
-        if torch.is_grad_enabled():
-            return self._add_bias(out * gamma[:, :, None, None])
-        # Inference: scale the fresh conv output in place (no allocation).
-        out.mul_(gamma[:, :, None, None])
-        return out if self.bias is None else out.add_(self.bias[:, None,
-                                                                None])
+                                                 *self.kernel_size))
+        return self._scale_output(out, gamma)
 
     def _per_input_channel(self, phi: Tensor) -> Tensor:
         """phi (B, C_in / groups) spread over all C_in input channels."""
