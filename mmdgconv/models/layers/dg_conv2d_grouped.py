@@ -129,8 +129,10 @@ class GroupLayout:
         Returns:
             list[dict]: One pass per chunk (empty for wide layers): the
             channel reorder relative to the permuted layout (None for the
-            first chunk), the merged group count, the weight's row and column
-            indices for the merged blocks, and the split indices covered.
+            first chunk), the merged group count, the groups per merged
+            group, the weight's row and column indices for the merged blocks,
+            and for each split index covered, the mask over (output sub-group,
+            input sub-group) pairs that differ in its bit only.
         """
         width = max(self.in_per_group, self.out_per_group)
         num_split = len(self.split)
@@ -152,7 +154,9 @@ class GroupLayout:
                          torch.arange(self.out_per_group)).reshape(-1)
             in_local = (group_order[:, None] * self.in_per_group +
                         torch.arange(self.in_per_group)).reshape(-1)
-            merged = self.groups >> len(chunk)
+            merged, size = self.groups >> len(chunk), 1 << len(chunk)
+            sub_group = torch.arange(size)
+            differs = sub_group[:, None] ^ sub_group[None]
             in_channels = in_order[in_local].reshape(merged, -1)
             row_group = torch.arange(self.out_channels) // (
                 self.out_channels // merged)
@@ -161,9 +165,13 @@ class GroupLayout:
                 out_local=None if first else out_local.to(**to),
                 in_local=None if first else in_local.to(**to),
                 groups=merged,
+                sub_groups=size,
                 rows=out_order[out_local][:, None].to(**to),
                 cols=in_channels[row_group].to(**to),
-                split_indices=[num_split - 1 - b for b in chunk]))
+                pair_masks={
+                    num_split - 1 - b: (differs == 1 << j).to(**to)
+                    for j, b in enumerate(chunk)
+                }))
         return passes
 
     # -- channel permutations --------------------------------------------
@@ -255,12 +263,8 @@ class GroupedDGConvFunction(torch.autograd.Function):
                 padding, dilation)
             if plan['out_local'] is None:
                 grad_blocks = _diagonal_of_merged(grad_merged, plan, layout)
-            size = layout.groups // plan['groups']
-            for j, split_index in enumerate(plan['split_indices']):
-                differs = (torch.arange(size)[:, None] ^
-                           torch.arange(size)[None]) == (1 << j)
-                split_grads[split_index] = sums[:, differs.to(
-                    sums.device)].sum()
+            for split_index, mask in plan['pair_masks'].items():
+                split_grads[split_index] = sums[:, mask].sum()
         if need_x:
             grad_x = layout.unpermute_input(grad_x_permuted)
         if need_w:
@@ -311,7 +315,7 @@ def _merged_weight_gradient(plan: dict, grad_permuted: Tensor,
     _, grad_merged, _ = torch.ops.aten.convolution_backward(
         grad_permuted, x_permuted, merged_weight, None, stride, padding,
         dilation, False, [0, 0], plan['groups'], [False, True, False])
-    size = layout.groups // plan['groups']
+    size = plan['sub_groups']
     sums = (merged_weight.float() * grad_merged.float()).sum((2, 3))
     sums = sums.reshape(plan['groups'], size, layout.out_per_group, size,
                         layout.in_per_group).sum((2, 4))
@@ -322,7 +326,7 @@ def _diagonal_of_merged(grad_merged: Tensor, plan: dict,
                         layout: GroupLayout) -> Tensor:
     """The diagonal blocks (each group with itself) of the first pass's
     merged weight gradient, laid out like ``diagonal_blocks``."""
-    size = layout.groups // plan['groups']
+    size = plan['sub_groups']
     k_h, k_w = grad_merged.shape[2:]
     blocks = grad_merged.reshape(plan['groups'], size, layout.out_per_group,
                                  size, layout.in_per_group, k_h, k_w)

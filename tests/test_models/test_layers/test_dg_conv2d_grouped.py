@@ -100,7 +100,7 @@ def test_gate_gradients_from_merged_groups(monkeypatch, narrow, bits,
     num_split = gates.count(-1.)
     assert bool(passes) == (narrow > 0)
     if passes:
-        covered = sorted(i for p in passes for i in p['split_indices'])
+        covered = sorted(i for p in passes for i in p['pair_masks'])
         assert covered == list(range(num_split))
         assert passes[0]['out_local'] is None  # the first needs no reorder
     _assert_same(dense, grouped, torch.randn(2, in_channels, 7, 7))
