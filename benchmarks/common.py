@@ -80,13 +80,15 @@ def compiled_inference_tasks(models: Dict[str, nn.Module], size: int
     The first run of each compiles (tens of seconds on 2 cores); measure()
     makes it the warm-up run.
     """
+    compiled = {name: torch.compile(model.eval(), dynamic=False)
+                for name, model in models.items()}
     tasks = {}
     for batch_size in (1, 8):
         batch = torch.rand(batch_size, 3, size, size)
-        task = tasks[f'inference, batch {batch_size}, torch.compile'] = {}
-        for name, model in models.items():
-            compiled = torch.compile(model.eval(), dynamic=False)
-            task[name] = lambda m=compiled, b=batch: inference(m, b)
+        tasks[f'inference, batch {batch_size}, torch.compile'] = {
+            name: lambda m=model, b=batch: inference(m, b)
+            for name, model in compiled.items()
+        }
     return tasks
 
 
