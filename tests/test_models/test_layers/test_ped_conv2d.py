@@ -40,6 +40,20 @@ def _grads(layer, x, fn, grad_out):
     }
 
 
+def _assert_matches_loop(layer, x):
+    """Output, input gradient and every parameter gradient equal the loop's."""
+    grad_out = torch.randn_like(loop_reference(layer, x))
+    out, grad_x, grads = _grads(layer, x, layer, grad_out)
+    ref_out, ref_grad_x, ref_grads = _grads(
+        layer, x, lambda t: loop_reference(layer, t), grad_out)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_x, ref_grad_x, rtol=1e-5, atol=1e-5)
+    assert grads.keys() == ref_grads.keys()
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5,
+                                   msg=lambda m: f'{name}: {m}')
+
+
 def _randomise_generator(layer):
     with torch.no_grad():  # factors far from 0.5, so every path matters
         for module in layer.modules():
@@ -71,17 +85,8 @@ def test_per_sample_semantics_forward_and_backward(case, batch):
     torch.manual_seed(0)
     layer = PEDConv2d(reduction=4, **case).eval()  # eval: no noise
     _randomise_generator(layer)
-    x = torch.randn(batch, case['in_channels'], 7, 7)
-    grad_out = torch.randn_like(loop_reference(layer, x))
-    out, grad_x, grads = _grads(layer, x, layer, grad_out)
-    ref_out, ref_grad_x, ref_grads = _grads(
-        layer, x, lambda t: loop_reference(layer, t), grad_out)
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(grad_x, ref_grad_x, rtol=1e-5, atol=1e-5)
-    assert grads.keys() == ref_grads.keys()
-    for name, grad in ref_grads.items():
-        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5,
-                                   msg=lambda m: f'{name}: {m}')
+    _assert_matches_loop(layer, torch.randn(batch, case['in_channels'], 7,
+                                            7))
 
 
 def test_samples_get_different_kernels():
@@ -176,15 +181,8 @@ def test_every_rank1_path_matches_the_loop(case, batch):
     torch.manual_seed(2)
     layer = PEDConv2d(reduction=4, **case).eval()
     _randomise_generator(layer)
-    x = torch.randn(batch, case['in_channels'], 5, 5)
-    grad_out = torch.randn_like(loop_reference(layer, x))
-    out, grad_x, grads = _grads(layer, x, layer, grad_out)
-    ref_out, ref_grad_x, ref_grads = _grads(
-        layer, x, lambda t: loop_reference(layer, t), grad_out)
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(grad_x, ref_grad_x, rtol=1e-5, atol=1e-5)
-    for name, grad in ref_grads.items():
-        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-5)
+    _assert_matches_loop(layer, torch.randn(batch, case['in_channels'], 5,
+                                            5))
 
 
 @pytest.mark.parametrize('case', CASES[:5] + [
