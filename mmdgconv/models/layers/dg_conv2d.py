@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
-from .dg_conv2d_grouped import GroupLayout, grouped_dgconv, relative_step_cost
+from .dg_conv2d_grouped import (GroupLayout, WeightGradientBuffer,
+                                grouped_dgconv, relative_step_cost)
 
 # The reference initialises every gate at +-1e-8: the layer starts undecided
 # and the first gradient steps choose the grouping.
@@ -178,6 +179,7 @@ class DGConv2d(nn.Conv2d):
             dtype=dtype)
         self.num_gates = num_gates
         self.deploy = False
+        self._weight_grad_buffer = WeightGradientBuffer()
         if num_gates is None:  # RGB input layer: dense, nothing to learn.
             self.register_parameter('gate', None)
             return
@@ -320,7 +322,8 @@ class DGConv2d(nn.Conv2d):
         if cached is None or cached[0] != key:
             cached = (key,
                       GroupLayout(key[0], self.in_channels,
-                                  self.out_channels, self.weight.device))
+                                  self.out_channels, self.weight.device,
+                                  strided=tuple(self.stride) != (1, 1)))
             self.__dict__['_layout_cache'] = cached  # not a module attribute
         return cached[1]
 
@@ -344,6 +347,7 @@ class DGConv2d(nn.Conv2d):
             return self._conv_forward(x, self.weight, self.bias)
         layout = self.group_layout()
         if not self._use_grouped(layout):
+            self._weight_grad_buffer.release()
             masked_weight = self.weight * self.relationship()[:, :, None,
                                                               None]
             return self._conv_forward(x, masked_weight, self.bias)
@@ -362,9 +366,11 @@ class DGConv2d(nn.Conv2d):
             bias = None if bias is None else bias.to(dtype)
             with torch.autocast(device_type, enabled=False):
                 return grouped_dgconv(x, weight, self.gate, bias, layout,
-                                      self.stride, padding, self.dilation)
+                                      self.stride, padding, self.dilation,
+                                      self._weight_grad_buffer)
         return grouped_dgconv(x, weight, self.gate, bias, layout,
-                              self.stride, padding, self.dilation)
+                              self.stride, padding, self.dilation,
+                              self._weight_grad_buffer)
 
     # ------------------------------------------------------------------
     # Deployment
@@ -384,6 +390,7 @@ class DGConv2d(nn.Conv2d):
         self.register_buffer('out_order', out_order.to(device),
                              persistent=False)
         self.deploy = True
+        self._weight_grad_buffer.release()
         self._note_identity()
 
     def _note_identity(self) -> None:

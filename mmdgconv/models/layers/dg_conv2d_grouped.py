@@ -24,11 +24,74 @@ gradients from a few weight gradients over merged groups instead (see
 Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
 Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
 """
+import math
+import threading
 from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+class _ScratchMemory(threading.local):
+    """Reused CPU memory for the backward's temporary tensors, per thread.
+
+    A temporary of tens of MiB that is freed within a layer's backward tends
+    to come back from glibc as fresh pages, which fault on first write:
+    inside a network, reordering the input of a strided layer before its
+    weight gradient measured 36 ms with a new tensor and 17 ms with reused
+    memory. Each role keeps one flat buffer, as large as the largest request
+    so far.
+    """
+
+    def __init__(self) -> None:
+        self.buffers = {}
+
+    def index_select(self, x: Tensor, dim: int, index: Tensor,
+                     role: str) -> Tensor:
+        """``x.index_select(dim, index)``, written into the role's memory.
+
+        The result is only valid until the next request for the same role
+        in this thread, so it must not outlive the backward that made it.
+        """
+        if x.device.type != 'cpu' or torch.is_grad_enabled():
+            # CUDA's caching allocator already reuses memory; a graph
+            # being recorded (double backward) needs a tensor of its own.
+            return x.index_select(dim, index)
+        shape = list(x.shape)
+        shape[dim] = index.numel()
+        key = (role, x.dtype)
+        flat = self.buffers.get(key)
+        if flat is None or flat.numel() < math.prod(shape):
+            self.buffers.pop(key, None)  # free before growing
+            flat = self.buffers[key] = x.new_empty(math.prod(shape))
+        out = flat[:math.prod(shape)].view(shape)
+        return torch.index_select(x, dim, index, out=out)
+
+    def release(self) -> None:
+        """Free this thread's buffers."""
+        self.buffers.clear()
+
+
+scratch_memory = _ScratchMemory()
+
+
+def _flat_index(rows: Tensor, cols: Tensor, in_channels: int) -> Tensor:
+    """Where ``weight[rows, cols]`` lies in the weight seen as a list of
+    (C_out * C_in) kernels, row by row."""
+    return (rows * in_channels + cols).reshape(-1)
+
+
+def gather_kernels(weight: Tensor, index: Tensor) -> Tensor:
+    """The kernels at ``index`` (see :func:`_flat_index`), as
+    (C_out, n, k_h, k_w).
+
+    One ``index_select`` over whole kernels is several times faster than
+    advanced indexing with broadcast row and column indices.
+    """
+    out_channels, _, k_h, k_w = weight.shape
+    return weight.reshape(-1, k_h * k_w).index_select(0, index).view(
+        out_channels, -1, k_h, k_w)
 
 
 def _index_bits(channels: int, num_gates: int, gate: int) -> Tensor:
@@ -46,15 +109,19 @@ class GroupLayout:
         in_channels (int): Input channels of the layer.
         out_channels (int): Output channels of the layer.
         device (torch.device): Where the index tensors live.
+        strided (bool): Whether the conv is strided; it changes which
+            weight gradients are fastest (see :meth:`_merged_passes`).
     """
 
     def __init__(self, binary_gates: Sequence[int], in_channels: int,
-                 out_channels: int, device=None) -> None:
+                 out_channels: int, device=None,
+                 strided: bool = False) -> None:
         num_gates = len(binary_gates)
         self.split = [k for k, g in enumerate(binary_gates) if g == 0]
         self.merged = [k for k, g in enumerate(binary_gates) if g == 1]
         self.groups = 2**len(self.split)
         self.in_channels, self.out_channels = in_channels, out_channels
+        self.strided = strided
         self.in_per_group = in_channels // self.groups
         self.out_per_group = out_channels // self.groups
 
@@ -94,11 +161,12 @@ class GroupLayout:
         self.out_inverse = torch.argsort(out_order).to(**to)
         self.in_order = in_order.to(**to)
         self.in_inverse = torch.argsort(in_order).to(**to)
-        self.rows = out_order[:, None].to(**to)
-        self.block_cols = in_blocks[group_of_row].to(**to)
-        self.partner_cols = [
-            in_blocks[partner[group_of_row]].to(**to)
-            for partner in self.partners
+        rows = out_order[:, None]
+        self.block_index = _flat_index(rows, in_blocks[group_of_row],
+                                       in_channels).to(**to)
+        self.partner_index = [
+            _flat_index(rows, in_blocks[partner[group_of_row]],
+                        in_channels).to(**to) for partner in self.partners
         ]
         self.partners = [p.to(**to) for p in self.partners]
         self.passes = self._merged_passes(out_order, in_order, to)
@@ -111,7 +179,14 @@ class GroupLayout:
     # gradients from weight gradients over merged groups instead, covering
     # MERGED_BITS split bits per pass (3 measured best at 4 and 8 channels
     # per group on ResNeXt-50's layers; at 16 or more, merging gains nothing).
+    # Strided layers read their large input once per weight gradient, which
+    # inside a network (input out of cache) costs several times the
+    # arithmetic: there, merging pays up to 16 channels per group, and the
+    # last pass is widened to MERGED_BITS bits, as oneDNN's strided weight
+    # gradient was measured 4x slower at the narrower merged groups a short
+    # last chunk gives (G-ResNeXt-50's stage-2 and stage-3 transitions).
     NARROW_WIDTH = 8
+    NARROW_WIDTH_STRIDED = 16
     MERGED_BITS = 3
 
     def _merged_passes(self, out_order: Tensor, in_order: Tensor,
@@ -119,7 +194,8 @@ class GroupLayout:
         """Plan the weight gradients over merged groups (narrow layers).
 
         The split bits are taken in chunks of m = ``MERGED_BITS``, least
-        significant first.
+        significant first (in strided layers, the last chunk overlaps the
+        one before it so as to be m bits wide).
         For each chunk, the groups are reordered so that the chunk's bits
         are the least significant of the group id; a weight gradient with
         ``G / 2^m`` groups then holds every block pairing two groups that
@@ -130,19 +206,27 @@ class GroupLayout:
             list[dict]: One pass per chunk (empty for wide layers): the
             channel reorder relative to the permuted layout (None for the
             first chunk), the merged group count, the groups per merged
-            group, the weight's row and column indices for the merged blocks,
-            and for each split index covered, the mask over (output sub-group,
-            input sub-group) pairs that differ in its bit only.
+            group, the flat kernel index of the merged blocks (see
+            :func:`gather_kernels`), and for each split index covered, the
+            mask over (output sub-group, input sub-group) pairs that differ in
+            its bit only.
         """
         width = max(self.in_per_group, self.out_per_group)
         num_split = len(self.split)
-        if width > self.NARROW_WIDTH or num_split == 0:
+        narrow = (self.NARROW_WIDTH_STRIDED
+                  if self.strided else self.NARROW_WIDTH)
+        if width > narrow or num_split == 0:
             return []
         m = min(num_split, self.MERGED_BITS)
+        chunks = [  # bit positions in the group id
+            list(range(start, min(start + m, num_split)))
+            for start in range(0, num_split, m)
+        ]
+        if self.strided and len(chunks[-1]) < m:
+            chunks[-1] = list(range(num_split - m, num_split))
         group = torch.arange(self.groups)
-        passes = []
-        for start in range(0, num_split, m):
-            chunk = list(range(start, min(start + m, num_split)))  # bit pos
+        passes, covered = [], set()
+        for chunk in chunks:
             others = [b for b in range(num_split) if b not in chunk]
             new_id = torch.zeros_like(group)
             for b in reversed(others):  # most significant first
@@ -160,18 +244,20 @@ class GroupLayout:
             in_channels = in_order[in_local].reshape(merged, -1)
             row_group = torch.arange(self.out_channels) // (
                 self.out_channels // merged)
-            first = start == 0  # the current order already
+            first = chunk[0] == 0  # the current order already
             passes.append(dict(
                 out_local=None if first else out_local.to(**to),
                 in_local=None if first else in_local.to(**to),
                 groups=merged,
                 sub_groups=size,
-                rows=out_order[out_local][:, None].to(**to),
-                cols=in_channels[row_group].to(**to),
+                index=_flat_index(out_order[out_local][:, None],
+                                  in_channels[row_group],
+                                  self.in_channels).to(**to),
                 pair_masks={
                     num_split - 1 - b: (differs == 1 << j).to(**to)
-                    for j, b in enumerate(chunk)
+                    for j, b in enumerate(chunk) if b not in covered
                 }))
+            covered.update(chunk)
         return passes
 
     # -- channel permutations --------------------------------------------
@@ -181,36 +267,103 @@ class GroupLayout:
     def unpermute_input(self, x: Tensor) -> Tensor:
         return x if self.identity else x.index_select(1, self.in_inverse)
 
-    def permute_output(self, y: Tensor) -> Tensor:
-        return y if self.identity else y.index_select(1, self.out_order)
-
     def unpermute_output(self, y: Tensor) -> Tensor:
         return y if self.identity else y.index_select(1, self.out_inverse)
 
     # -- weight blocks ----------------------------------------------------
     def diagonal_blocks(self, weight: Tensor) -> Tensor:
         """(C_out, C_in/G, k, k): the weight inside U's blocks, permuted."""
-        return weight[self.rows, self.block_cols]
+        return gather_kernels(weight, self.block_index)
 
     def partner_blocks(self, weight: Tensor, split_index: int) -> Tensor:
         """The blocks pairing each group with its partner across a split
         factor, laid out like :meth:`diagonal_blocks`."""
-        return weight[self.rows, self.partner_cols[split_index]]
+        return gather_kernels(weight, self.partner_index[split_index])
 
-    def scatter_diagonal_blocks(self, blocks: Tensor,
-                                like: Tensor) -> Tensor:
-        """The dense tensor that is ``blocks`` inside U's blocks, else 0."""
-        dense = torch.zeros_like(like)
-        dense[self.rows, self.block_cols] = blocks.to(like.dtype)
+    def scatter_diagonal_blocks(
+            self, blocks: Tensor, like: Tensor,
+            buffer: Optional['WeightGradientBuffer'] = None) -> Tensor:
+        """The dense tensor that is ``blocks`` inside U's blocks, else 0.
+
+        Args:
+            blocks (Tensor): Laid out like :meth:`diagonal_blocks`.
+            like (Tensor): The dense weight, for shape, dtype and device.
+            buffer (WeightGradientBuffer, optional): Where to take the
+                zeroed dense tensor from.
+        """
+        dense = buffer.zeros_like(like) if buffer is not None else (
+            torch.zeros_like(like, memory_format=torch.contiguous_format))
+        k_h, k_w = like.shape[2:]
+        dense.view(-1, k_h * k_w).index_copy_(
+            0, self.block_index, blocks.to(like.dtype).reshape(-1, k_h * k_w))
         return dense
 
     def swap_input_groups(self, x_permuted: Tensor,
                           split_index: int) -> Tensor:
-        """Permuted input whose group g holds the partner group's channels."""
+        """Permuted input whose group g holds the partner group's channels
+        (in scratch memory: valid until the next swap or reorder)."""
         n, _, h, w = x_permuted.shape
         grouped = x_permuted.reshape(n, self.groups, self.in_per_group, h, w)
-        return grouped.index_select(1, self.partners[split_index]).reshape(
-            n, self.in_channels, h, w)
+        return scratch_memory.index_select(
+            grouped, 1, self.partners[split_index],
+            'input').reshape(n, self.in_channels, h, w)
+
+
+def _storage_use_count(storage) -> int:
+    return torch._C._storage_Use_Count(storage._cdata)
+
+
+class WeightGradientBuffer:
+    """Memory for one layer's dense weight gradient, reused across steps.
+
+    The dense weight is the paper's parametrisation, so its gradient is
+    dense although only U's blocks are non-zero. glibc serves allocations
+    over 32 MiB from fresh mmaps, so a new gradient that large (a
+    1024x1024x3x3 weight is 36 MiB) page-faults on every step, which costs
+    15 to 30 times a memset of pages already mapped. Such gradients are
+    written into the previous step's memory instead, but only once nothing
+    else refers to it: after the optimizer has dropped the old gradient
+    (``zero_grad(set_to_none=True)``, PyTorch's and mmengine's default).
+    Otherwise, and for smaller gradients, a new tensor is allocated.
+    """
+
+    MIN_BYTES = 32 * 2**20
+
+    def __init__(self) -> None:
+        self._storage = None
+
+    def zeros_like(self, like: Tensor) -> Tensor:
+        """A zero tensor shaped, typed and placed like ``like``
+        (contiguous)."""
+        nbytes = like.numel() * like.element_size()
+        if nbytes < self.MIN_BYTES:
+            return torch.zeros_like(like,
+                                    memory_format=torch.contiguous_format)
+        storage = self._storage
+        # One reference: our own. Any other (a gradient still held by the
+        # optimizer, accumulation or the user) rules reuse out.
+        if (storage is not None and storage.nbytes() == nbytes
+                and storage.device == like.device
+                and _storage_use_count(storage) == 1):
+            dense = like.new_empty(0).set_(storage, 0, like.shape)
+            return dense.zero_()
+        dense = torch.zeros_like(like, memory_format=torch.contiguous_format)
+        self._storage = dense.untyped_storage()
+        return dense
+
+    def release(self) -> None:
+        """Free the kept memory."""
+        self._storage = None
+
+    # Copies of the layer (deepcopy for EMA, pickling) start empty.
+    def __deepcopy__(self, memo) -> 'WeightGradientBuffer':
+        return WeightGradientBuffer()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._storage = None
 
 
 def _conv_params(conv):
@@ -223,8 +376,8 @@ class GroupedDGConvFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, gate: Tensor,
-                bias: Optional[Tensor], layout: GroupLayout,
-                conv: dict) -> Tensor:
+                bias: Optional[Tensor], layout: GroupLayout, conv: dict,
+                grad_buffer: Optional[WeightGradientBuffer]) -> Tensor:
         x_permuted = layout.permute_input(x)
         blocks = layout.diagonal_blocks(weight)
         permuted_bias = None
@@ -234,7 +387,7 @@ class GroupedDGConvFunction(torch.autograd.Function):
         out = F.conv2d(x_permuted, blocks, permuted_bias, conv['stride'],
                        conv['padding'], conv['dilation'], layout.groups)
         ctx.save_for_backward(x_permuted, weight, blocks)
-        ctx.layout, ctx.conv = layout, conv
+        ctx.layout, ctx.conv, ctx.grad_buffer = layout, conv, grad_buffer
         ctx.has_bias = bias is not None
         ctx.gate_shape, ctx.gate_dtype = gate.shape, gate.dtype
         return layout.unpermute_output(out)
@@ -245,7 +398,9 @@ class GroupedDGConvFunction(torch.autograd.Function):
         layout, conv = ctx.layout, ctx.conv
         need_x, need_w, need_gate, need_bias = ctx.needs_input_grad[:4]
         stride, padding, dilation = _conv_params(conv)
-        grad_permuted = layout.permute_output(grad_out.contiguous())
+        grad_permuted = grad_out.contiguous() if layout.identity else (
+            scratch_memory.index_select(grad_out, 1, layout.out_order,
+                                        'permuted grad'))
         grad_x = grad_w = grad_gate = grad_bias = None
 
         # Merged passes only pay off when the gate gradients are wanted
@@ -268,7 +423,8 @@ class GroupedDGConvFunction(torch.autograd.Function):
         if need_x:
             grad_x = layout.unpermute_input(grad_x_permuted)
         if need_w:
-            grad_w = layout.scatter_diagonal_blocks(grad_blocks, weight)
+            grad_w = layout.scatter_diagonal_blocks(grad_blocks, weight,
+                                                    ctx.grad_buffer)
         if need_gate:
             grad_gate = weight.new_zeros(ctx.gate_shape, dtype=torch.float32)
             if layout.merged:
@@ -294,7 +450,7 @@ class GroupedDGConvFunction(torch.autograd.Function):
             grad_gate = grad_gate.to(ctx.gate_dtype)
         if need_bias and ctx.has_bias:
             grad_bias = grad_out.sum((0, 2, 3))
-        return grad_x, grad_w, grad_gate, grad_bias, None, None
+        return grad_x, grad_w, grad_gate, grad_bias, None, None, None
 
 
 def _merged_weight_gradient(plan: dict, grad_permuted: Tensor,
@@ -309,9 +465,11 @@ def _merged_weight_gradient(plan: dict, grad_permuted: Tensor,
         (merged group, output sub-group, input sub-group).
     """
     if plan['out_local'] is not None:
-        grad_permuted = grad_permuted.index_select(1, plan['out_local'])
-        x_permuted = x_permuted.index_select(1, plan['in_local'])
-    merged_weight = weight[plan['rows'], plan['cols']].to(x_permuted.dtype)
+        grad_permuted = scratch_memory.index_select(
+            grad_permuted, 1, plan['out_local'], 'grad')
+        x_permuted = scratch_memory.index_select(x_permuted, 1,
+                                                 plan['in_local'], 'input')
+    merged_weight = gather_kernels(weight, plan['index']).to(x_permuted.dtype)
     _, grad_merged, _ = torch.ops.aten.convolution_backward(
         grad_permuted, x_permuted, merged_weight, None, stride, padding,
         dilation, False, [0, 0], plan['groups'], [False, True, False])
@@ -337,7 +495,9 @@ def _diagonal_of_merged(grad_merged: Tensor, plan: dict,
 
 def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
                    bias: Optional[Tensor], layout: GroupLayout, stride,
-                   padding, dilation) -> Tensor:
+                   padding, dilation,
+                   grad_buffer: Optional[WeightGradientBuffer] = None
+                   ) -> Tensor:
     """DGConv as a ``groups=G`` conv, differentiable exactly as the dense
     masked conv ``conv2d(x, weight * U)`` is.
 
@@ -349,13 +509,16 @@ def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
         bias (Tensor, optional): Bias (C_out,).
         layout (GroupLayout): The block structure of the binarised gates.
         stride, padding, dilation: As ``F.conv2d`` (tuples of two ints).
+        grad_buffer (WeightGradientBuffer, optional): The layer's memory
+            for the dense weight gradient.
 
     Returns:
         Tensor: The output (N, C_out, H', W').
     """
     conv = dict(stride=tuple(stride), padding=tuple(padding),
                 dilation=tuple(dilation))
-    return GroupedDGConvFunction.apply(x, weight, gate, bias, layout, conv)
+    return GroupedDGConvFunction.apply(x, weight, gate, bias, layout, conv,
+                                       grad_buffer)
 
 
 def relative_step_cost(layout: GroupLayout) -> float:
@@ -368,6 +531,6 @@ def relative_step_cost(layout: GroupLayout) -> float:
 
 
 __all__: List[str] = [
-    'GroupLayout', 'GroupedDGConvFunction', 'grouped_dgconv',
-    'relative_step_cost'
+    'GroupLayout', 'GroupedDGConvFunction', 'WeightGradientBuffer',
+    'grouped_dgconv', 'relative_step_cost'
 ]
