@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
-from .dg_conv2d_grouped import (GroupLayout, WeightGradientBuffer,
-                                grouped_dgconv, relative_step_cost)
+from .dg_conv2d_grouped import (GroupLayout, grouped_dgconv, layer_memory,
+                                relative_step_cost)
 
 # The reference initialises every gate at +-1e-8: the layer starts undecided
 # and the first gradient steps choose the grouping.
@@ -179,7 +179,7 @@ class DGConv2d(nn.Conv2d):
             dtype=dtype)
         self.num_gates = num_gates
         self.deploy = False
-        self._weight_grad_buffer = WeightGradientBuffer()
+        self._memory = layer_memory()  # see ReusedTensorMemory
         if num_gates is None:  # RGB input layer: dense, nothing to learn.
             self.register_parameter('gate', None)
             return
@@ -327,6 +327,10 @@ class DGConv2d(nn.Conv2d):
             self.__dict__['_layout_cache'] = cached  # not a module attribute
         return cached[1]
 
+    def _release_memory(self) -> None:
+        for memory in self._memory.values():
+            memory.release()
+
     def _use_grouped(self, layout: GroupLayout) -> bool:
         if self.impl == 'dense' or isinstance(self.padding, str):
             return False
@@ -347,7 +351,7 @@ class DGConv2d(nn.Conv2d):
             return self._conv_forward(x, self.weight, self.bias)
         layout = self.group_layout()
         if not self._use_grouped(layout):
-            self._weight_grad_buffer.release()
+            self._release_memory()
             masked_weight = self.weight * self.relationship()[:, :, None,
                                                               None]
             return self._conv_forward(x, masked_weight, self.bias)
@@ -367,10 +371,10 @@ class DGConv2d(nn.Conv2d):
             with torch.autocast(device_type, enabled=False):
                 return grouped_dgconv(x, weight, self.gate, bias, layout,
                                       self.stride, padding, self.dilation,
-                                      self._weight_grad_buffer)
+                                      self._memory)
         return grouped_dgconv(x, weight, self.gate, bias, layout,
                               self.stride, padding, self.dilation,
-                              self._weight_grad_buffer)
+                              self._memory)
 
     # ------------------------------------------------------------------
     # Deployment
@@ -390,7 +394,7 @@ class DGConv2d(nn.Conv2d):
         self.register_buffer('out_order', out_order.to(device),
                              persistent=False)
         self.deploy = True
-        self._weight_grad_buffer.release()
+        self._release_memory()
         self._note_identity()
 
     def _note_identity(self) -> None:

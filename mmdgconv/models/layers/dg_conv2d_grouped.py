@@ -282,16 +282,16 @@ class GroupLayout:
 
     def scatter_diagonal_blocks(
             self, blocks: Tensor, like: Tensor,
-            buffer: Optional['WeightGradientBuffer'] = None) -> Tensor:
+            memory: Optional['ReusedTensorMemory'] = None) -> Tensor:
         """The dense tensor that is ``blocks`` inside U's blocks, else 0.
 
         Args:
             blocks (Tensor): Laid out like :meth:`diagonal_blocks`.
             like (Tensor): The dense weight, for shape, dtype and device.
-            buffer (WeightGradientBuffer, optional): Where to take the
+            memory (ReusedTensorMemory, optional): Where to take the
                 zeroed dense tensor from.
         """
-        dense = buffer.zeros_like(like) if buffer is not None else (
+        dense = memory.zeros_like(like) if memory is not None else (
             torch.zeros_like(like, memory_format=torch.contiguous_format))
         k_h, k_w = like.shape[2:]
         dense.view(-1, k_h * k_w).index_copy_(
@@ -313,57 +313,78 @@ def _storage_use_count(storage) -> int:
     return torch._C._storage_Use_Count(storage._cdata)
 
 
-class WeightGradientBuffer:
-    """Memory for one layer's dense weight gradient, reused across steps.
+class ReusedTensorMemory:
+    """Memory for one of a layer's per-step tensors, reused across steps.
 
     The dense weight is the paper's parametrisation, so its gradient is
-    dense although only U's blocks are non-zero. glibc serves allocations
-    over 32 MiB from fresh mmaps, so a new gradient that large (a
-    1024x1024x3x3 weight is 36 MiB) page-faults on every step, which costs
-    15 to 30 times a memset of pages already mapped. Such gradients are
-    written into the previous step's memory instead, but only once nothing
-    else refers to it: after the optimizer has dropped the old gradient
-    (``zero_grad(set_to_none=True)``, PyTorch's and mmengine's default).
-    Otherwise, and for smaller gradients, a new tensor is allocated.
+    dense although only U's blocks are non-zero, and layers whose groups are
+    not contiguous keep a permuted copy of their input for the backward.
+    glibc hands out tensors this large as fresh pages, which fault on first
+    write: a new 1024x1024x3x3 gradient (36 MiB) costs 15 to 30 times a
+    memset of memory already mapped. Such a tensor is written into the
+    previous step's memory instead, but only once nothing else refers to
+    it: for a gradient, once the optimizer has dropped it
+    (``zero_grad(set_to_none=True)``, PyTorch's and mmengine's default); for
+    a saved input, once the backward has released it. Otherwise, and for
+    tensors under ``min_bytes``, a new tensor is allocated.
+
+    Args:
+        min_bytes (int): Smaller tensors are allocated anew.
     """
 
-    MIN_BYTES = 32 * 2**20
-
-    def __init__(self) -> None:
+    def __init__(self, min_bytes: int) -> None:
+        self.min_bytes = min_bytes
         self._storage = None
 
-    def zeros_like(self, like: Tensor) -> Tensor:
-        """A zero tensor shaped, typed and placed like ``like``
-        (contiguous)."""
-        nbytes = like.numel() * like.element_size()
-        if nbytes < self.MIN_BYTES:
-            return torch.zeros_like(like,
-                                    memory_format=torch.contiguous_format)
+    def empty(self, shape: Sequence[int], like: Tensor) -> Tensor:
+        """An uninitialised contiguous tensor with ``like``'s dtype and
+        device."""
+        nbytes = math.prod(shape) * like.element_size()
+        if nbytes < self.min_bytes or like.device.type != 'cpu':
+            # (CUDA's caching allocator already reuses memory.)
+            return like.new_empty(shape)
         storage = self._storage
         # One reference: our own. Any other (a gradient still held by the
-        # optimizer, accumulation or the user) rules reuse out.
+        # optimizer, accumulation or the user; an input saved by a forward
+        # whose backward has not run) rules reuse out.
         if (storage is not None and storage.nbytes() == nbytes
-                and storage.device == like.device
                 and _storage_use_count(storage) == 1):
-            dense = like.new_empty(0).set_(storage, 0, like.shape)
-            return dense.zero_()
-        dense = torch.zeros_like(like, memory_format=torch.contiguous_format)
-        self._storage = dense.untyped_storage()
-        return dense
+            return like.new_empty(0).set_(storage, 0, tuple(shape))
+        tensor = like.new_empty(shape)
+        self._storage = tensor.untyped_storage()
+        return tensor
+
+    def zeros_like(self, like: Tensor) -> Tensor:
+        """A contiguous zero tensor shaped, typed and placed like ``like``."""
+        return self.empty(like.shape, like).zero_()
+
+    def index_select(self, x: Tensor, dim: int, index: Tensor) -> Tensor:
+        """``x.index_select(dim, index)`` written into this memory."""
+        shape = list(x.shape)
+        shape[dim] = index.numel()
+        return torch.index_select(x, dim, index, out=self.empty(shape, x))
 
     def release(self) -> None:
         """Free the kept memory."""
         self._storage = None
 
     # Copies of the layer (deepcopy for EMA, pickling) start empty.
-    def __deepcopy__(self, memo) -> 'WeightGradientBuffer':
-        return WeightGradientBuffer()
+    def __deepcopy__(self, memo) -> 'ReusedTensorMemory':
+        return ReusedTensorMemory(self.min_bytes)
 
     def __getstate__(self) -> dict:
-        return {}
+        return {'min_bytes': self.min_bytes}
 
     def __setstate__(self, state: dict) -> None:
+        self.min_bytes = state['min_bytes']
         self._storage = None
+
+
+def layer_memory() -> dict:
+    """A layer's :class:`ReusedTensorMemory` for its weight gradient (as
+    large as an mmap'd allocation: 32 MiB) and its permuted input (1 MiB)."""
+    return dict(weight_grad=ReusedTensorMemory(32 * 2**20),
+                permuted_input=ReusedTensorMemory(2**20))
 
 
 def _conv_params(conv):
@@ -377,8 +398,14 @@ class GroupedDGConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, gate: Tensor,
                 bias: Optional[Tensor], layout: GroupLayout, conv: dict,
-                grad_buffer: Optional[WeightGradientBuffer]) -> Tensor:
-        x_permuted = layout.permute_input(x)
+                memory: Optional[dict]) -> Tensor:
+        if (memory is not None and not layout.identity
+                and any(ctx.needs_input_grad[:3])):
+            # Kept for the backward: the layer's own reused memory.
+            x_permuted = memory['permuted_input'].index_select(
+                x, 1, layout.in_order)
+        else:
+            x_permuted = layout.permute_input(x)
         blocks = layout.diagonal_blocks(weight)
         permuted_bias = None
         if bias is not None:
@@ -387,7 +414,8 @@ class GroupedDGConvFunction(torch.autograd.Function):
         out = F.conv2d(x_permuted, blocks, permuted_bias, conv['stride'],
                        conv['padding'], conv['dilation'], layout.groups)
         ctx.save_for_backward(x_permuted, weight, blocks)
-        ctx.layout, ctx.conv, ctx.grad_buffer = layout, conv, grad_buffer
+        ctx.layout, ctx.conv = layout, conv
+        ctx.weight_grad_memory = memory['weight_grad'] if memory else None
         ctx.has_bias = bias is not None
         ctx.gate_shape, ctx.gate_dtype = gate.shape, gate.dtype
         return layout.unpermute_output(out)
@@ -424,7 +452,7 @@ class GroupedDGConvFunction(torch.autograd.Function):
             grad_x = layout.unpermute_input(grad_x_permuted)
         if need_w:
             grad_w = layout.scatter_diagonal_blocks(grad_blocks, weight,
-                                                    ctx.grad_buffer)
+                                                    ctx.weight_grad_memory)
         if need_gate:
             grad_gate = weight.new_zeros(ctx.gate_shape, dtype=torch.float32)
             if layout.merged:
@@ -496,8 +524,7 @@ def _diagonal_of_merged(grad_merged: Tensor, plan: dict,
 def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
                    bias: Optional[Tensor], layout: GroupLayout, stride,
                    padding, dilation,
-                   grad_buffer: Optional[WeightGradientBuffer] = None
-                   ) -> Tensor:
+                   memory: Optional[dict] = None) -> Tensor:
     """DGConv as a ``groups=G`` conv, differentiable exactly as the dense
     masked conv ``conv2d(x, weight * U)`` is.
 
@@ -509,8 +536,8 @@ def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
         bias (Tensor, optional): Bias (C_out,).
         layout (GroupLayout): The block structure of the binarised gates.
         stride, padding, dilation: As ``F.conv2d`` (tuples of two ints).
-        grad_buffer (WeightGradientBuffer, optional): The layer's memory
-            for the dense weight gradient.
+        memory (dict, optional): The layer's reused memory, from
+            :func:`layer_memory`.
 
     Returns:
         Tensor: The output (N, C_out, H', W').
@@ -518,7 +545,7 @@ def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
     conv = dict(stride=tuple(stride), padding=tuple(padding),
                 dilation=tuple(dilation))
     return GroupedDGConvFunction.apply(x, weight, gate, bias, layout, conv,
-                                       grad_buffer)
+                                       memory)
 
 
 def relative_step_cost(layout: GroupLayout) -> float:
@@ -531,6 +558,6 @@ def relative_step_cost(layout: GroupLayout) -> float:
 
 
 __all__: List[str] = [
-    'GroupLayout', 'GroupedDGConvFunction', 'WeightGradientBuffer',
-    'grouped_dgconv', 'relative_step_cost'
+    'GroupLayout', 'GroupedDGConvFunction', 'ReusedTensorMemory',
+    'grouped_dgconv', 'layer_memory', 'relative_step_cost'
 ]

@@ -9,7 +9,7 @@ import torch
 
 from mmdgconv.models.layers import DGConv2d
 from mmdgconv.models.layers.dg_conv2d_grouped import (GroupLayout,
-                                                      WeightGradientBuffer,
+                                                      ReusedTensorMemory,
                                                       relative_step_cost)
 
 
@@ -174,10 +174,10 @@ def _weight_gradient(layer, x, grad_out):
 def test_weight_gradient_memory_is_reused_only_when_free(monkeypatch):
     """Large dense weight gradients reuse the previous step's memory once
     the optimizer has dropped them, and never while anything holds them."""
-    monkeypatch.setattr(WeightGradientBuffer, 'MIN_BYTES', 0)
     torch.manual_seed(7)
     dense, grouped = _pair(16, 16, [-1., 1., -1., 1.], kernel_size=3,
                            padding=1)
+    monkeypatch.setattr(grouped._memory['weight_grad'], 'min_bytes', 0)
     x = torch.randn(2, 16, 6, 6)
     grad_out = torch.randn_like(dense(x))
     expected = _weight_gradient(dense, x, grad_out).clone()
@@ -210,13 +210,39 @@ def test_weight_gradient_memory_is_reused_only_when_free(monkeypatch):
                                atol=1e-5)
 
 
-def test_weight_gradient_buffer_is_not_copied():
+def test_permuted_input_memory_with_forwards_pending(monkeypatch):
+    """Two forwards before one backward (their saved permuted inputs both
+    alive) must not share memory; after the backward it is reused."""
+    torch.manual_seed(8)
+    dense, grouped = _pair(16, 16, [1., -1., 1., -1.], kernel_size=3,
+                           padding=1)  # interleaved: a real permutation
+    assert not grouped.group_layout().identity
+    memory = grouped._memory['permuted_input']
+    monkeypatch.setattr(memory, 'min_bytes', 0)
+    x1, x2 = torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5)
+    grad1, grad2 = torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5)
+    for layer in (dense, grouped):
+        loss = (layer(x1) * grad1).sum() + (layer(x2) * grad2).sum()
+        loss.backward()
+    for name in ('weight', 'gate'):
+        torch.testing.assert_close(getattr(grouped, name).grad,
+                                   getattr(dense, name).grad, rtol=1e-5,
+                                   atol=1e-5)
+    kept = memory._storage.data_ptr()
+    (grouped(x1) * grad1).sum().backward()
+    assert memory._storage.data_ptr() == kept
+
+
+def test_reused_memory_is_not_copied():
     """EMA copies and pickles of a layer do not carry the kept memory."""
-    buffer = WeightGradientBuffer()
-    like = torch.empty(WeightGradientBuffer.MIN_BYTES // 4)
-    zeros = buffer.zeros_like(like)
-    assert not zeros.any() and buffer._storage is not None
-    assert copy.deepcopy(buffer)._storage is None
-    assert pickle.loads(pickle.dumps(buffer))._storage is None
-    buffer.release()
-    assert buffer._storage is None
+    memory = ReusedTensorMemory(min_bytes=0)
+    zeros = memory.zeros_like(torch.ones(4, 4))
+    assert not zeros.any() and memory._storage is not None
+    for copied in (copy.deepcopy(memory),
+                   pickle.loads(pickle.dumps(memory))):
+        assert copied._storage is None and copied.min_bytes == 0
+    layer = DGConv2d(16, 16, 3)
+    layer(torch.randn(1, 16, 5, 5)).sum().backward()
+    copy.deepcopy(layer)
+    memory.release()
+    assert memory._storage is None
