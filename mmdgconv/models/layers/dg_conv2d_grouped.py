@@ -310,7 +310,16 @@ class GroupLayout:
 
 
 def _storage_use_count(storage) -> int:
-    return torch._C._storage_Use_Count(storage._cdata)
+    """How many tensors and storages refer to ``storage``'s memory.
+
+    PyTorch exposes this only internally; where it is missing the count is
+    reported as shared, so memory is simply never reused.
+    """
+    use_count = getattr(torch._C, '_storage_Use_Count', None)
+    cdata = getattr(storage, '_cdata', None)
+    if use_count is None or cdata is None:
+        return 2
+    return use_count(cdata)
 
 
 class ReusedTensorMemory:

@@ -246,3 +246,36 @@ def test_reused_memory_is_not_copied():
     copy.deepcopy(layer)
     memory.release()
     assert memory._storage is None
+
+
+def test_memory_is_never_reused_without_a_use_count(monkeypatch):
+    """Should PyTorch drop its internal use count, every tensor is new."""
+    monkeypatch.delattr(torch._C, '_storage_Use_Count')
+    memory = ReusedTensorMemory(min_bytes=0)
+    like = torch.ones(3, 3)
+    memory.zeros_like(like)  # dropped at once: free for reuse, normally
+    kept = memory._storage
+    memory.zeros_like(like)
+    assert memory._storage is not kept
+
+
+def test_stacked_layers_share_scratch_memory_safely():
+    """Consecutive backwards reuse the same scratch memory (reorders, swaps,
+    permuted gradients); each must still get its exact gradients."""
+    torch.manual_seed(9)
+    gates = ([-1., 1., -1., -1., 1., -1.], [1., -1., -1., 1., -1., -1.],
+             [-1., -1., -1., -1., -1., 1.])
+    pairs = [_pair(64, 64, g, kernel_size=3, padding=1, stride=s)
+             for g, s in zip(gates, (1, 2, 1))]
+    assert any(grouped.group_layout().passes for _, grouped in pairs)
+    x = torch.randn(2, 64, 9, 9)
+    for index in (0, 1):  # dense stack, then grouped stack
+        out = x
+        for pair in pairs:
+            out = torch.relu(pair[index](out))
+        out.square().sum().backward()
+    for dense, grouped in pairs:
+        for name in ('weight', 'gate'):
+            torch.testing.assert_close(getattr(grouped, name).grad,
+                                       getattr(dense, name).grad, rtol=1e-5,
+                                       atol=1e-5)
