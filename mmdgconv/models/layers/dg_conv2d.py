@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
-from .dg_conv2d_grouped import (GroupLayout, grouped_dgconv, layer_memory,
-                                relative_step_cost)
+from .dg_conv2d_grouped import GroupLayout, grouped_dgconv, relative_step_cost
 
 # The reference initialises every gate at +-1e-8: the layer starts undecided
 # and the first gradient steps choose the grouping.
@@ -179,7 +178,6 @@ class DGConv2d(nn.Conv2d):
             dtype=dtype)
         self.num_gates = num_gates
         self.deploy = False
-        self._memory = layer_memory()  # see ReusedTensorMemory
         if num_gates is None:  # RGB input layer: dense, nothing to learn.
             self.register_parameter('gate', None)
             return
@@ -322,14 +320,9 @@ class DGConv2d(nn.Conv2d):
         if cached is None or cached[0] != key:
             cached = (key,
                       GroupLayout(key[0], self.in_channels,
-                                  self.out_channels, self.weight.device,
-                                  strided=tuple(self.stride) != (1, 1)))
+                                  self.out_channels, self.weight.device))
             self.__dict__['_layout_cache'] = cached  # not a module attribute
         return cached[1]
-
-    def _release_memory(self) -> None:
-        for memory in self._memory.values():
-            memory.release()
 
     def _use_grouped(self, layout: GroupLayout) -> bool:
         if self.impl == 'dense' or isinstance(self.padding, str):
@@ -351,7 +344,6 @@ class DGConv2d(nn.Conv2d):
             return self._conv_forward(x, self.weight, self.bias)
         layout = self.group_layout()
         if not self._use_grouped(layout):
-            self._release_memory()
             masked_weight = self.weight * self.relationship()[:, :, None,
                                                               None]
             return self._conv_forward(x, masked_weight, self.bias)
@@ -370,11 +362,9 @@ class DGConv2d(nn.Conv2d):
             bias = None if bias is None else bias.to(dtype)
             with torch.autocast(device_type, enabled=False):
                 return grouped_dgconv(x, weight, self.gate, bias, layout,
-                                      self.stride, padding, self.dilation,
-                                      self._memory)
+                                      self.stride, padding, self.dilation)
         return grouped_dgconv(x, weight, self.gate, bias, layout,
-                              self.stride, padding, self.dilation,
-                              self._memory)
+                              self.stride, padding, self.dilation)
 
     # ------------------------------------------------------------------
     # Deployment
@@ -394,7 +384,6 @@ class DGConv2d(nn.Conv2d):
         self.register_buffer('out_order', out_order.to(device),
                              persistent=False)
         self.deploy = True
-        self._release_memory()
         self._note_identity()
 
     def _note_identity(self) -> None:

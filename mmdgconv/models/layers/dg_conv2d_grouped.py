@@ -24,56 +24,11 @@ gradients from a few weight gradients over merged groups instead (see
 Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
 Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
 """
-import math
-import threading
 from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-
-class _ScratchMemory(threading.local):
-    """Reused CPU memory for the backward's temporary tensors, per thread.
-
-    A temporary of tens of MiB that is freed within a layer's backward tends
-    to come back from glibc as fresh pages, which fault on first write:
-    inside a network, reordering the input of a strided layer before its
-    weight gradient measured 36 ms with a new tensor and 17 ms with reused
-    memory. Each role keeps one flat buffer, as large as the largest request
-    so far.
-    """
-
-    def __init__(self) -> None:
-        self.buffers = {}
-
-    def index_select(self, x: Tensor, dim: int, index: Tensor,
-                     role: str) -> Tensor:
-        """``x.index_select(dim, index)``, written into the role's memory.
-
-        The result is only valid until the next request for the same role
-        in this thread, so it must not outlive the backward that made it.
-        """
-        if x.device.type != 'cpu' or torch.is_grad_enabled():
-            # CUDA's caching allocator already reuses memory; a graph
-            # being recorded (double backward) needs a tensor of its own.
-            return x.index_select(dim, index)
-        shape = list(x.shape)
-        shape[dim] = index.numel()
-        key = (role, x.dtype)
-        flat = self.buffers.get(key)
-        if flat is None or flat.numel() < math.prod(shape):
-            self.buffers.pop(key, None)  # free before growing
-            flat = self.buffers[key] = x.new_empty(math.prod(shape))
-        out = flat[:math.prod(shape)].view(shape)
-        return torch.index_select(x, dim, index, out=out)
-
-    def release(self) -> None:
-        """Free this thread's buffers."""
-        self.buffers.clear()
-
-
-scratch_memory = _ScratchMemory()
 
 
 def _flat_index(rows: Tensor, cols: Tensor, in_channels: int) -> Tensor:
@@ -86,8 +41,8 @@ def gather_kernels(weight: Tensor, index: Tensor) -> Tensor:
     """The kernels at ``index`` (see :func:`_flat_index`), as
     (C_out, n, k_h, k_w).
 
-    One ``index_select`` over whole kernels is several times faster than
-    advanced indexing with broadcast row and column indices.
+    One ``index_select`` over whole kernels is about 4x faster than advanced
+    indexing with broadcast row and column indices.
     """
     out_channels, _, k_h, k_w = weight.shape
     return weight.reshape(-1, k_h * k_w).index_select(0, index).view(
@@ -109,19 +64,15 @@ class GroupLayout:
         in_channels (int): Input channels of the layer.
         out_channels (int): Output channels of the layer.
         device (torch.device): Where the index tensors live.
-        strided (bool): Whether the conv is strided; it changes which
-            weight gradients are fastest (see :meth:`_merged_passes`).
     """
 
     def __init__(self, binary_gates: Sequence[int], in_channels: int,
-                 out_channels: int, device=None,
-                 strided: bool = False) -> None:
+                 out_channels: int, device=None) -> None:
         num_gates = len(binary_gates)
         self.split = [k for k, g in enumerate(binary_gates) if g == 0]
         self.merged = [k for k, g in enumerate(binary_gates) if g == 1]
         self.groups = 2**len(self.split)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.strided = strided
         self.in_per_group = in_channels // self.groups
         self.out_per_group = out_channels // self.groups
 
@@ -179,14 +130,7 @@ class GroupLayout:
     # gradients from weight gradients over merged groups instead, covering
     # MERGED_BITS split bits per pass (3 measured best at 4 and 8 channels
     # per group on ResNeXt-50's layers; at 16 or more, merging gains nothing).
-    # Strided layers read their large input once per weight gradient, which
-    # inside a network (input out of cache) costs several times the
-    # arithmetic: there, merging pays up to 16 channels per group, and the
-    # last pass is widened to MERGED_BITS bits, as oneDNN's strided weight
-    # gradient was measured 4x slower at the narrower merged groups a short
-    # last chunk gives (G-ResNeXt-50's stage-2 and stage-3 transitions).
     NARROW_WIDTH = 8
-    NARROW_WIDTH_STRIDED = 16
     MERGED_BITS = 3
 
     def _merged_passes(self, out_order: Tensor, in_order: Tensor,
@@ -194,8 +138,7 @@ class GroupLayout:
         """Plan the weight gradients over merged groups (narrow layers).
 
         The split bits are taken in chunks of m = ``MERGED_BITS``, least
-        significant first (in strided layers, the last chunk overlaps the
-        one before it so as to be m bits wide).
+        significant first.
         For each chunk, the groups are reordered so that the chunk's bits
         are the least significant of the group id; a weight gradient with
         ``G / 2^m`` groups then holds every block pairing two groups that
@@ -213,20 +156,13 @@ class GroupLayout:
         """
         width = max(self.in_per_group, self.out_per_group)
         num_split = len(self.split)
-        narrow = (self.NARROW_WIDTH_STRIDED
-                  if self.strided else self.NARROW_WIDTH)
-        if width > narrow or num_split == 0:
+        if width > self.NARROW_WIDTH or num_split == 0:
             return []
         m = min(num_split, self.MERGED_BITS)
-        chunks = [  # bit positions in the group id
-            list(range(start, min(start + m, num_split)))
-            for start in range(0, num_split, m)
-        ]
-        if self.strided and len(chunks[-1]) < m:
-            chunks[-1] = list(range(num_split - m, num_split))
         group = torch.arange(self.groups)
-        passes, covered = [], set()
-        for chunk in chunks:
+        passes = []
+        for start in range(0, num_split, m):
+            chunk = list(range(start, min(start + m, num_split)))  # bit pos
             others = [b for b in range(num_split) if b not in chunk]
             new_id = torch.zeros_like(group)
             for b in reversed(others):  # most significant first
@@ -244,7 +180,7 @@ class GroupLayout:
             in_channels = in_order[in_local].reshape(merged, -1)
             row_group = torch.arange(self.out_channels) // (
                 self.out_channels // merged)
-            first = chunk[0] == 0  # the current order already
+            first = start == 0  # the current order already
             passes.append(dict(
                 out_local=None if first else out_local.to(**to),
                 in_local=None if first else in_local.to(**to),
@@ -255,9 +191,8 @@ class GroupLayout:
                                   self.in_channels).to(**to),
                 pair_masks={
                     num_split - 1 - b: (differs == 1 << j).to(**to)
-                    for j, b in enumerate(chunk) if b not in covered
+                    for j, b in enumerate(chunk)
                 }))
-            covered.update(chunk)
         return passes
 
     # -- channel permutations --------------------------------------------
@@ -266,6 +201,9 @@ class GroupLayout:
 
     def unpermute_input(self, x: Tensor) -> Tensor:
         return x if self.identity else x.index_select(1, self.in_inverse)
+
+    def permute_output(self, y: Tensor) -> Tensor:
+        return y if self.identity else y.index_select(1, self.out_order)
 
     def unpermute_output(self, y: Tensor) -> Tensor:
         return y if self.identity else y.index_select(1, self.out_inverse)
@@ -280,19 +218,10 @@ class GroupLayout:
         factor, laid out like :meth:`diagonal_blocks`."""
         return gather_kernels(weight, self.partner_index[split_index])
 
-    def scatter_diagonal_blocks(
-            self, blocks: Tensor, like: Tensor,
-            memory: Optional['ReusedTensorMemory'] = None) -> Tensor:
-        """The dense tensor that is ``blocks`` inside U's blocks, else 0.
-
-        Args:
-            blocks (Tensor): Laid out like :meth:`diagonal_blocks`.
-            like (Tensor): The dense weight, for shape, dtype and device.
-            memory (ReusedTensorMemory, optional): Where to take the
-                zeroed dense tensor from.
-        """
-        dense = memory.zeros_like(like) if memory is not None else (
-            torch.zeros_like(like, memory_format=torch.contiguous_format))
+    def scatter_diagonal_blocks(self, blocks: Tensor,
+                                like: Tensor) -> Tensor:
+        """The dense tensor that is ``blocks`` inside U's blocks, else 0."""
+        dense = torch.zeros_like(like, memory_format=torch.contiguous_format)
         k_h, k_w = like.shape[2:]
         dense.view(-1, k_h * k_w).index_copy_(
             0, self.block_index, blocks.to(like.dtype).reshape(-1, k_h * k_w))
@@ -300,100 +229,11 @@ class GroupLayout:
 
     def swap_input_groups(self, x_permuted: Tensor,
                           split_index: int) -> Tensor:
-        """Permuted input whose group g holds the partner group's channels
-        (in scratch memory: valid until the next swap or reorder)."""
+        """Permuted input whose group g holds the partner group's channels."""
         n, _, h, w = x_permuted.shape
         grouped = x_permuted.reshape(n, self.groups, self.in_per_group, h, w)
-        return scratch_memory.index_select(
-            grouped, 1, self.partners[split_index],
-            'input').reshape(n, self.in_channels, h, w)
-
-
-def _storage_use_count(storage) -> int:
-    """How many tensors and storages refer to ``storage``'s memory.
-
-    PyTorch exposes this only internally; where it is missing the count is
-    reported as shared, so memory is simply never reused.
-    """
-    use_count = getattr(torch._C, '_storage_Use_Count', None)
-    cdata = getattr(storage, '_cdata', None)
-    if use_count is None or cdata is None:
-        return 2
-    return use_count(cdata)
-
-
-class ReusedTensorMemory:
-    """Memory for one of a layer's per-step tensors, reused across steps.
-
-    The dense weight is the paper's parametrisation, so its gradient is
-    dense although only U's blocks are non-zero, and layers whose groups are
-    not contiguous keep a permuted copy of their input for the backward.
-    glibc hands out tensors this large as fresh pages, which fault on first
-    write: a new 1024x1024x3x3 gradient (36 MiB) costs 15 to 30 times a
-    memset of memory already mapped. Such a tensor is written into the
-    previous step's memory instead, but only once nothing else refers to
-    it: for a gradient, once the optimizer has dropped it
-    (``zero_grad(set_to_none=True)``, PyTorch's and mmengine's default); for
-    a saved input, once the backward has released it. Otherwise, and for
-    tensors under ``min_bytes``, a new tensor is allocated.
-
-    Args:
-        min_bytes (int): Smaller tensors are allocated anew.
-    """
-
-    def __init__(self, min_bytes: int) -> None:
-        self.min_bytes = min_bytes
-        self._storage = None
-
-    def empty(self, shape: Sequence[int], like: Tensor) -> Tensor:
-        """An uninitialised contiguous tensor with ``like``'s dtype and
-        device."""
-        nbytes = math.prod(shape) * like.element_size()
-        if nbytes < self.min_bytes or like.device.type != 'cpu':
-            # (CUDA's caching allocator already reuses memory.)
-            return like.new_empty(shape)
-        storage = self._storage
-        # One reference: our own. Any other (a gradient still held by the
-        # optimizer, accumulation or the user; an input saved by a forward
-        # whose backward has not run) rules reuse out.
-        if (storage is not None and storage.nbytes() == nbytes
-                and _storage_use_count(storage) == 1):
-            return like.new_empty(0).set_(storage, 0, tuple(shape))
-        tensor = like.new_empty(shape)
-        self._storage = tensor.untyped_storage()
-        return tensor
-
-    def zeros_like(self, like: Tensor) -> Tensor:
-        """A contiguous zero tensor shaped, typed and placed like ``like``."""
-        return self.empty(like.shape, like).zero_()
-
-    def index_select(self, x: Tensor, dim: int, index: Tensor) -> Tensor:
-        """``x.index_select(dim, index)`` written into this memory."""
-        shape = list(x.shape)
-        shape[dim] = index.numel()
-        return torch.index_select(x, dim, index, out=self.empty(shape, x))
-
-    def release(self) -> None:
-        """Free the kept memory."""
-        self._storage = None
-
-    # Copies of the layer (deepcopy for EMA, pickling) start empty.
-    def __deepcopy__(self, memo) -> 'ReusedTensorMemory':
-        return ReusedTensorMemory(self.min_bytes)
-
-    def __getstate__(self) -> dict:
-        return {'min_bytes': self.min_bytes}
-
-    def __setstate__(self, state: dict) -> None:
-        self.min_bytes = state['min_bytes']
-        self._storage = None
-
-
-def layer_memory() -> dict:
-    """A layer's :class:`ReusedTensorMemory` for its weight gradient (as
-    large as an mmap'd allocation: 32 MiB) and its permuted input (1 MiB)."""
-    return dict(weight_grad=ReusedTensorMemory(32 * 2**20),
-                permuted_input=ReusedTensorMemory(2**20))
+        return grouped.index_select(1, self.partners[split_index]).reshape(
+            n, self.in_channels, h, w)
 
 
 def _conv_params(conv):
@@ -406,15 +246,9 @@ class GroupedDGConvFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, gate: Tensor,
-                bias: Optional[Tensor], layout: GroupLayout, conv: dict,
-                memory: Optional[dict]) -> Tensor:
-        if (memory is not None and not layout.identity
-                and any(ctx.needs_input_grad[:3])):
-            # Kept for the backward: the layer's own reused memory.
-            x_permuted = memory['permuted_input'].index_select(
-                x, 1, layout.in_order)
-        else:
-            x_permuted = layout.permute_input(x)
+                bias: Optional[Tensor], layout: GroupLayout,
+                conv: dict) -> Tensor:
+        x_permuted = layout.permute_input(x)
         blocks = layout.diagonal_blocks(weight)
         permuted_bias = None
         if bias is not None:
@@ -424,7 +258,6 @@ class GroupedDGConvFunction(torch.autograd.Function):
                        conv['padding'], conv['dilation'], layout.groups)
         ctx.save_for_backward(x_permuted, weight, blocks)
         ctx.layout, ctx.conv = layout, conv
-        ctx.weight_grad_memory = memory['weight_grad'] if memory else None
         ctx.has_bias = bias is not None
         ctx.gate_shape, ctx.gate_dtype = gate.shape, gate.dtype
         return layout.unpermute_output(out)
@@ -435,9 +268,7 @@ class GroupedDGConvFunction(torch.autograd.Function):
         layout, conv = ctx.layout, ctx.conv
         need_x, need_w, need_gate, need_bias = ctx.needs_input_grad[:4]
         stride, padding, dilation = _conv_params(conv)
-        grad_permuted = grad_out.contiguous() if layout.identity else (
-            scratch_memory.index_select(grad_out, 1, layout.out_order,
-                                        'permuted grad'))
+        grad_permuted = layout.permute_output(grad_out.contiguous())
         grad_x = grad_w = grad_gate = grad_bias = None
 
         # Merged passes only pay off when the gate gradients are wanted
@@ -460,8 +291,7 @@ class GroupedDGConvFunction(torch.autograd.Function):
         if need_x:
             grad_x = layout.unpermute_input(grad_x_permuted)
         if need_w:
-            grad_w = layout.scatter_diagonal_blocks(grad_blocks, weight,
-                                                    ctx.weight_grad_memory)
+            grad_w = layout.scatter_diagonal_blocks(grad_blocks, weight)
         if need_gate:
             grad_gate = weight.new_zeros(ctx.gate_shape, dtype=torch.float32)
             if layout.merged:
@@ -487,7 +317,7 @@ class GroupedDGConvFunction(torch.autograd.Function):
             grad_gate = grad_gate.to(ctx.gate_dtype)
         if need_bias and ctx.has_bias:
             grad_bias = grad_out.sum((0, 2, 3))
-        return grad_x, grad_w, grad_gate, grad_bias, None, None, None
+        return grad_x, grad_w, grad_gate, grad_bias, None, None
 
 
 def _merged_weight_gradient(plan: dict, grad_permuted: Tensor,
@@ -502,10 +332,8 @@ def _merged_weight_gradient(plan: dict, grad_permuted: Tensor,
         (merged group, output sub-group, input sub-group).
     """
     if plan['out_local'] is not None:
-        grad_permuted = scratch_memory.index_select(
-            grad_permuted, 1, plan['out_local'], 'grad')
-        x_permuted = scratch_memory.index_select(x_permuted, 1,
-                                                 plan['in_local'], 'input')
+        grad_permuted = grad_permuted.index_select(1, plan['out_local'])
+        x_permuted = x_permuted.index_select(1, plan['in_local'])
     merged_weight = gather_kernels(weight, plan['index']).to(x_permuted.dtype)
     _, grad_merged, _ = torch.ops.aten.convolution_backward(
         grad_permuted, x_permuted, merged_weight, None, stride, padding,
@@ -532,8 +360,7 @@ def _diagonal_of_merged(grad_merged: Tensor, plan: dict,
 
 def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
                    bias: Optional[Tensor], layout: GroupLayout, stride,
-                   padding, dilation,
-                   memory: Optional[dict] = None) -> Tensor:
+                   padding, dilation) -> Tensor:
     """DGConv as a ``groups=G`` conv, differentiable exactly as the dense
     masked conv ``conv2d(x, weight * U)`` is.
 
@@ -545,16 +372,13 @@ def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
         bias (Tensor, optional): Bias (C_out,).
         layout (GroupLayout): The block structure of the binarised gates.
         stride, padding, dilation: As ``F.conv2d`` (tuples of two ints).
-        memory (dict, optional): The layer's reused memory, from
-            :func:`layer_memory`.
 
     Returns:
         Tensor: The output (N, C_out, H', W').
     """
     conv = dict(stride=tuple(stride), padding=tuple(padding),
                 dilation=tuple(dilation))
-    return GroupedDGConvFunction.apply(x, weight, gate, bias, layout, conv,
-                                       memory)
+    return GroupedDGConvFunction.apply(x, weight, gate, bias, layout, conv)
 
 
 def relative_step_cost(layout: GroupLayout) -> float:
@@ -567,6 +391,6 @@ def relative_step_cost(layout: GroupLayout) -> float:
 
 
 __all__: List[str] = [
-    'GroupLayout', 'GroupedDGConvFunction', 'ReusedTensorMemory',
-    'grouped_dgconv', 'layer_memory', 'relative_step_cost'
+    'GroupLayout', 'GroupedDGConvFunction', 'grouped_dgconv',
+    'relative_step_cost'
 ]
