@@ -24,6 +24,7 @@ gradients from a few weight gradients over merged groups instead (see
 Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
 Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
 """
+import math
 from typing import List, Optional, Sequence
 
 import torch
@@ -129,16 +130,21 @@ class GroupLayout:
     # eighth of the work. Layers with groups this narrow get their gate
     # gradients from weight gradients over merged groups instead, covering
     # MERGED_BITS split bits per pass (3 measured best at 4 and 8 channels
-    # per group on ResNeXt-50's layers; at 16 or more, merging gains nothing).
+    # per group on ResNeXt-50's layers; at 16 or more, merging gains nothing),
+    # or more where that leaves merged groups under MERGED_WIDTH channels
+    # (1- and 2-channel groups, which random gate patterns produce: a paired
+    # A/B of G-ResNeXt-50 at its random init gained 3-7% of the train step).
     NARROW_WIDTH = 8
     MERGED_BITS = 3
+    MERGED_WIDTH = 32
 
     def _merged_passes(self, out_order: Tensor, in_order: Tensor,
                        to: dict) -> list:
         """Plan the weight gradients over merged groups (narrow layers).
 
-        The split bits are taken in chunks of m = ``MERGED_BITS``, least
-        significant first.
+        The split bits are taken in chunks of m bits, least significant
+        first: ``MERGED_BITS``, or as many as it takes for the merged groups
+        to be ``MERGED_WIDTH`` channels wide.
         For each chunk, the groups are reordered so that the chunk's bits
         are the least significant of the group id; a weight gradient with
         ``G / 2^m`` groups then holds every block pairing two groups that
@@ -158,7 +164,9 @@ class GroupLayout:
         num_split = len(self.split)
         if width > self.NARROW_WIDTH or num_split == 0:
             return []
-        m = min(num_split, self.MERGED_BITS)
+        m = min(num_split,
+                max(self.MERGED_BITS,
+                    math.ceil(math.log2(self.MERGED_WIDTH / width))))
         group = torch.arange(self.groups)
         passes = []
         for start in range(0, num_split, m):

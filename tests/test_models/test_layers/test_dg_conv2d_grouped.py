@@ -93,6 +93,7 @@ def test_gate_gradients_from_merged_groups(monkeypatch, narrow, bits,
                                            in_channels, out_channels, gates):
     monkeypatch.setattr(GroupLayout, 'NARROW_WIDTH', narrow)
     monkeypatch.setattr(GroupLayout, 'MERGED_BITS', bits)
+    monkeypatch.setattr(GroupLayout, 'MERGED_WIDTH', 1)  # exactly `bits`
     torch.manual_seed(4)
     dense, grouped = _pair(in_channels, out_channels, gates, kernel_size=3,
                            stride=2, padding=1, bias=True)
@@ -176,3 +177,16 @@ def test_stacked_layers_match_dense():
             torch.testing.assert_close(getattr(grouped, name).grad,
                                        getattr(dense, name).grad, rtol=1e-5,
                                        atol=1e-5)
+
+
+@pytest.mark.parametrize('gates,widths', [
+    ([-1.] * 6, [32, 2]),  # 1 channel per group: merge up to 32 channels
+    ([-1.] * 5 + [1.], [16, 2]),  # 2 channels per group
+    ([-1.] * 4 + [1.] * 2, [8, 2]),  # 4: MERGED_BITS
+])
+def test_merged_pass_width(gates, widths):
+    """The narrower the groups, the more split bits each pass merges."""
+    torch.manual_seed(10)
+    dense, grouped = _pair(64, 64, gates, kernel_size=3, padding=1)
+    assert [p['sub_groups'] for p in grouped.group_layout().passes] == widths
+    _assert_same(dense, grouped, torch.randn(2, 64, 6, 6))
