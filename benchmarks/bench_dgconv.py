@@ -6,8 +6,9 @@ machine affects every model alike:
 - a training step (forward, backward, SGD step) at batch 8, 224x224;
 - inference in eval mode at batch 1 and batch 8, 224x224 (the training form
   of the model, before any conversion);
-- the peak memory of a training step (each model in a fresh process: the
-  growth of its peak resident set over two steps);
+- the peak memory of a training step (each model in a fresh process, over
+  two steps: the growth of its peak resident set, and of the bytes allocated
+  and not freed, which does not depend on what glibc keeps or returns);
 - inference of the same G-ResNeXt-50s deployed with
   ``tools/model_converters/dgconv_to_static.py``'s conversion (static
   grouped convs, permutations folded); with 32 groups in every layer the
@@ -31,7 +32,7 @@ import sys
 import torch
 import torch.nn as nn
 
-from common import (Classifier, benchmark_parser, measure,
+from common import (Classifier, benchmark_parser, format_peaks, measure,
                     measure_memory_in_subprocesses, peak_growth_mib, report,
                     setup, standard_tasks, train_step)
 
@@ -103,7 +104,7 @@ def peak_training_memory(name, reference_dir, size):
 
 
 def main():
-    parser = benchmark_parser(__doc__.splitlines()[0], repeats=7)
+    parser = benchmark_parser(__doc__.splitlines()[0], repeats=11)
     parser.add_argument('--reference', default=osp.join(
         osp.dirname(__file__), '..', '..', 'shared', 'reference'),
         help='directory of the reference implementation (skipped if absent)')
@@ -115,7 +116,8 @@ def main():
     reference = args.reference if args.reference and osp.isfile(
         osp.join(args.reference, 'g_resnext.py')) else None
     if args.memory_of:
-        print(peak_training_memory(args.memory_of, reference, args.size))
+        print(format_peaks(
+            peak_training_memory(args.memory_of, reference, args.size)))
         return
 
     trained = [STATIC, OURS_32, OURS_RANDOM]

@@ -1,11 +1,13 @@
 """Shared machinery of the benchmark scripts: classifier wrappers, the
 interleaved timing loop, per-process peak memory and the README table."""
 import argparse
+import ctypes
 import os.path as osp
 import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -117,29 +119,86 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f'{field} not in /proc/self/status')
 
 
-def peak_growth_mib(run: Callable[[], None]) -> float:
-    """Peak RSS growth (MiB) while ``run`` runs, in this process.
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks',
+        'fsmblks', 'uordblks', 'fordblks', 'keepcost')]
 
-    The high-water mark is reset first: a child process otherwise inherits
-    its parent's across fork and exec.
+
+def _allocated_bytes_reader() -> Optional[Callable[[], int]]:
+    """A function returning the bytes malloc has handed out and not yet
+    freed (all arenas, mmapped chunks included), or None without glibc's
+    ``mallinfo2`` (glibc < 2.33, other C libraries)."""
+    try:
+        mallinfo2 = ctypes.CDLL('libc.so.6').mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+
+    def allocated() -> int:
+        info = mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    return allocated
+
+
+def peak_growth_mib(run: Callable[[], None]) -> Dict[str, float]:
+    """Peak memory growth (MiB) while ``run`` runs, in this process.
+
+    Returns:
+        dict: ``resident``: growth of the peak resident set (the high-water
+        mark is reset first: a child process otherwise inherits its
+        parent's across fork and exec); ``allocated``: growth of the bytes
+        allocated and not freed, sampled every millisecond (absent without
+        glibc). Freed memory that glibc keeps or returns changes the first
+        but not the second, so the second varies less between runs.
     """
+    allocated = _allocated_bytes_reader()
+    samples, done = [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples.append(allocated())
+            time.sleep(0.001)
+
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')  # reset VmHWM to the current RSS
     before = _status_kib('VmRSS')
+    if allocated is not None:
+        allocated_before = allocated()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
     run()
-    return (_status_kib('VmHWM') - before) / 1024
+    peaks = dict(resident=(_status_kib('VmHWM') - before) / 1024)
+    if allocated is not None:
+        done.set()
+        sampler.join()
+        peaks['allocated'] = (max(samples) - allocated_before) / 2**20
+    return peaks
 
 
-def measure_memory_in_subprocesses(script: str, names: List[str],
-                                   extra_args: List[str]) -> Dict[str, float]:
-    """Run ``script --memory-of NAME`` for each model in a fresh process."""
+def measure_memory_in_subprocesses(
+        script: str, names: List[str],
+        extra_args: List[str]) -> Dict[str, Dict[str, float]]:
+    """Run ``script --memory-of NAME`` for each model in a fresh process;
+    the script prints :func:`peak_growth_mib`'s result as its last line,
+    ``key=value`` pairs."""
     peaks = {}
     for name in names:
         result = subprocess.run(
             [sys.executable, script, '--memory-of', name, *extra_args],
             capture_output=True, text=True, check=True)
-        peaks[name] = float(result.stdout.strip().splitlines()[-1])
+        last = result.stdout.strip().splitlines()[-1]
+        peaks[name] = {
+            key: float(value)
+            for key, value in (pair.split('=') for pair in last.split())
+        }
     return peaks
+
+
+def format_peaks(peaks: Dict[str, float]) -> str:
+    """The last line ``--memory-of`` prints."""
+    return ' '.join(f'{key}={value:.1f}' for key, value in peaks.items())
 
 
 def format_table(times, peaks, names, header: str) -> str:
@@ -167,11 +226,17 @@ def format_table(times, peaks, names, header: str) -> str:
                 t / b for t, b in zip(per_model[name], base))
             cells.append(f'{1000 * median:.0f} ms ({ratio:.2f}x)')
         lines.append(f'| {task} | ' + ' | '.join(cells) + ' |')
-    if peaks:
-        cells = [f'{peaks[n]:.0f} MiB ({peaks[n] / peaks[baseline]:.2f}x)'
-                 if n in peaks else 'n/a' for n in names]
-        lines.append('| peak train-step memory, batch 8 | ' +
-                     ' | '.join(cells) + ' |')
+    rows = {'resident': 'peak train-step memory, batch 8 (resident set)',
+            'allocated': 'peak train-step memory, batch 8 (allocated)'}
+    for key, row in rows.items():
+        if not peaks or key not in peaks[baseline]:
+            continue
+        cells = [
+            f'{peaks[n][key]:.0f} MiB '
+            f'({peaks[n][key] / peaks[baseline][key]:.2f}x)'
+            if n in peaks else 'n/a' for n in names
+        ]
+        lines.append(f'| {row} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
