@@ -133,7 +133,7 @@ class GroupLayout:
     # per group on ResNeXt-50's layers; at 16 or more, merging gains nothing),
     # or more where that leaves merged groups under MERGED_WIDTH channels
     # (1- and 2-channel groups, which random gate patterns produce: a paired
-    # A/B of G-ResNeXt-50 at its random init gained 3-7% of the train step).
+    # A/B of G-ResNeXt-50 at its random init gained 1-6% of the train step).
     NARROW_WIDTH = 8
     MERGED_BITS = 3
     MERGED_WIDTH = 32
