@@ -164,15 +164,19 @@ def peak_growth_mib(run: Callable[[], None]) -> Dict[str, float]:
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')  # reset VmHWM to the current RSS
     before = _status_kib('VmRSS')
+    sampler = threading.Thread(target=sample, daemon=True)
     if allocated is not None:
         allocated_before = allocated()
-        sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-    run()
+    try:
+        run()
+    finally:
+        done.set()
+        if sampler.is_alive():
+            sampler.join()
     peaks = dict(resident=(_status_kib('VmHWM') - before) / 1024)
     if allocated is not None:
-        done.set()
-        sampler.join()
+        samples.append(allocated())  # also covers a run shorter than 1 ms
         peaks['allocated'] = (max(samples) - allocated_before) / 2**20
     return peaks
 
