@@ -283,31 +283,30 @@ class PEDConv2d(nn.Conv2d):
             self.factor_sizes, dim=1)
         batch = x.shape[0]
         out_h, out_w = self._output_size(x)
-        weight_size = self.weight.numel()
+        # Deep layer (groups 1): the unfolded input is smaller than the
+        # weights, so phi and psi scale the columns and the weights are read
+        # once.
+        use_columns = (self.kernel_size != (1, 1) and self.groups == 1
+                       and out_h * out_w < self.out_channels)
         activation_size = x[0].numel() + self.out_channels * out_h * out_w
-        if self.kernel_size == (1, 1):
-            gamma = gamma * psi.reshape(batch, 1)
-            if batch == 1 and weight_size < activation_size:
-                kernel = self.weight * gamma[0][:, None, None, None]
-                kernel = kernel * phi[0][None, :, None, None]
-                return self._conv_forward(x, kernel, self.bias)
-            x = x * self._per_input_channel(phi)[:, :, None, None]
-            out = self._conv_forward(x, self.weight, None)
-        elif self.groups == 1 and out_h * out_w < self.out_channels:
-            # Deep layer: the unfolded input is smaller than the weights, so
-            # phi and psi scale the columns and the weights are read once.
+        if (batch == 1 and not use_columns
+                and self.weight.numel() < activation_size):
+            # One small kernel with every factor folded in.
+            in_scale = (phi[0][:, None] * psi[0]).reshape(
+                self.weight.shape[1:])
+            kernel = self.weight * gamma[0][:, None, None, None]
+            return self._conv_forward(x, kernel * in_scale, self.bias)
+        if use_columns:
             columns = self._scaled_columns(
                 x, phi[:, :, None] * psi[:, None], (out_h, out_w))
             out = self.weight.reshape(self.out_channels, -1) @ columns
             out = out.reshape(batch, self.out_channels, out_h, out_w)
-        elif batch == 1 and weight_size < activation_size:
-            kernel = self.weight * gamma[0][:, None, None, None]
-            kernel = kernel * (phi[0][:, None] * psi[0]).reshape(
-                self.weight.shape[1:])
-            return self._conv_forward(x, kernel, self.bias)
         else:
             x = x * self._per_input_channel(phi)[:, :, None, None]
-            if batch == 1:
+            if self.kernel_size == (1, 1):  # psi is one scalar per sample
+                out = self._conv_forward(x, self.weight, None)
+                gamma = gamma * psi
+            elif batch == 1:
                 out = self._conv_forward(
                     x, self.weight * psi.reshape(self.kernel_size), None)
             else:
