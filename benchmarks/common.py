@@ -154,31 +154,29 @@ def peak_growth_mib(run: Callable[[], None]) -> Dict[str, float]:
         but not the second, so the second varies less between runs.
     """
     allocated = _allocated_bytes_reader()
-    samples, done = [], threading.Event()
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset VmHWM to the current RSS
+    before = _status_kib('VmRSS')
+    if allocated is None:
+        run()
+        return dict(resident=(_status_kib('VmHWM') - before) / 1024)
+    samples, done = [allocated()], threading.Event()
 
     def sample():
         while not done.is_set():
             samples.append(allocated())
             time.sleep(0.001)
 
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # reset VmHWM to the current RSS
-    before = _status_kib('VmRSS')
     sampler = threading.Thread(target=sample, daemon=True)
-    if allocated is not None:
-        allocated_before = allocated()
-        sampler.start()
+    sampler.start()
     try:
         run()
     finally:
         done.set()
-        if sampler.is_alive():
-            sampler.join()
-    peaks = dict(resident=(_status_kib('VmHWM') - before) / 1024)
-    if allocated is not None:
-        samples.append(allocated())  # also covers a run shorter than 1 ms
-        peaks['allocated'] = (max(samples) - allocated_before) / 2**20
-    return peaks
+        sampler.join()
+    samples.append(allocated())  # also covers a run shorter than 1 ms
+    return dict(resident=(_status_kib('VmHWM') - before) / 1024,
+                allocated=(max(samples) - samples[0]) / 2**20)
 
 
 def measure_memory_in_subprocesses(
