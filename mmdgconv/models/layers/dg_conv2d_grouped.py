@@ -226,13 +226,14 @@ class GroupLayout:
         factor, laid out like :meth:`diagonal_blocks`."""
         return gather_kernels(weight, self.partner_index[split_index])
 
-    def scatter_diagonal_blocks(self, blocks: Tensor,
-                                like: Tensor) -> Tensor:
-        """The dense tensor that is ``blocks`` inside U's blocks, else 0."""
-        dense = torch.zeros_like(like, memory_format=torch.contiguous_format)
-        k_h, k_w = like.shape[2:]
+    def scatter_diagonal_blocks(self, blocks: Tensor, weight_shape,
+                                dtype: torch.dtype) -> Tensor:
+        """The dense weight-shaped tensor that is ``blocks`` inside U's
+        blocks, else 0."""
+        dense = blocks.new_zeros(weight_shape, dtype=dtype)
+        k_h, k_w = weight_shape[2:]
         dense.view(-1, k_h * k_w).index_copy_(
-            0, self.block_index, blocks.to(like.dtype).reshape(-1, k_h * k_w))
+            0, self.block_index, blocks.to(dtype).reshape(-1, k_h * k_w))
         return dense
 
     def swap_input_groups(self, x_permuted: Tensor,
@@ -249,22 +250,59 @@ def _conv_params(conv):
             list(conv['dilation']))
 
 
-class GroupedDGConvFunction(torch.autograd.Function):
-    """Exact DGConv forward and backward on the group structure."""
+class _GatherDiagonalBlocks(torch.autograd.Function):
+    """U's diagonal blocks of the dense weight; the backward scatters their
+    gradient into a dense one (zero outside the blocks, paper eq. 5).
+
+    A node of its own, so that where it sits in the graph decides when the
+    dense gradient is allocated (see :func:`gather_diagonal_blocks`).
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, gate: Tensor,
-                bias: Optional[Tensor], layout: GroupLayout,
+    def forward(ctx, weight: Tensor, layout: GroupLayout) -> Tensor:
+        ctx.layout = layout
+        ctx.weight_shape, ctx.weight_dtype = weight.shape, weight.dtype
+        return layout.diagonal_blocks(weight)
+
+    @staticmethod
+    def backward(ctx, grad_blocks: Tensor):
+        return ctx.layout.scatter_diagonal_blocks(
+            grad_blocks, ctx.weight_shape, ctx.weight_dtype), None
+
+
+def gather_diagonal_blocks(weight: Tensor, layout: GroupLayout) -> Tensor:
+    """``layout.diagonal_blocks(weight)``, differentiable.
+
+    The dense weight gradient is allocated when this node's backward runs.
+    Autograd runs ready nodes latest-created first, so blocks gathered
+    before a model's forward get their dense gradients only once the rest
+    of the backward has freed the activations; gathered next to their conv,
+    every dense gradient of the deep stages would coexist with nearly all
+    activations at the memory peak.
+    """
+    return _GatherDiagonalBlocks.apply(weight, layout)
+
+
+class GroupedDGConvFunction(torch.autograd.Function):
+    """Exact DGConv forward and backward on the group structure.
+
+    Differentiable in the input, U's diagonal blocks of the weight (see
+    :func:`gather_diagonal_blocks`), the gates and the bias; the dense
+    weight itself is read only for the gates' partner blocks.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, blocks: Tensor, weight: Tensor,
+                gate: Tensor, bias: Optional[Tensor], layout: GroupLayout,
                 conv: dict) -> Tensor:
         x_permuted = layout.permute_input(x)
-        blocks = layout.diagonal_blocks(weight)
         permuted_bias = None
         if bias is not None:
             permuted_bias = bias if layout.identity else bias.index_select(
                 0, layout.out_order)
         out = F.conv2d(x_permuted, blocks, permuted_bias, conv['stride'],
                        conv['padding'], conv['dilation'], layout.groups)
-        ctx.save_for_backward(x_permuted, weight, blocks)
+        ctx.save_for_backward(x_permuted, weight.detach(), blocks)
         ctx.layout, ctx.conv = layout, conv
         ctx.has_bias = bias is not None
         ctx.gate_shape, ctx.gate_dtype = gate.shape, gate.dtype
@@ -274,19 +312,19 @@ class GroupedDGConvFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         x_permuted, weight, blocks = ctx.saved_tensors
         layout, conv = ctx.layout, ctx.conv
-        need_x, need_w, need_gate, need_bias = ctx.needs_input_grad[:4]
+        need_x, need_blocks, _, need_gate, need_bias = ctx.needs_input_grad[:5]
         stride, padding, dilation = _conv_params(conv)
         grad_permuted = layout.permute_output(grad_out.contiguous())
-        grad_x = grad_w = grad_gate = grad_bias = None
+        grad_x = grad_blocks = grad_gate = grad_bias = None
 
         # Merged passes only pay off when the gate gradients are wanted
         # (frozen gates, e.g. freeze_groups, need the weight gradient only).
         merged_passes = layout.passes if need_gate else []
-        need_blocks = (need_w or need_gate) and not merged_passes
+        grouped_wgrad = (need_blocks or need_gate) and not merged_passes
         grad_x_permuted, grad_blocks, _ = torch.ops.aten.convolution_backward(
             grad_permuted, x_permuted, blocks, None, stride, padding,
             dilation, False, [0, 0], layout.groups,
-            [need_x, need_blocks, False])
+            [need_x, grouped_wgrad, False])
         split_grads = {}
         for plan in merged_passes:
             grad_merged, sums = _merged_weight_gradient(
@@ -298,8 +336,6 @@ class GroupedDGConvFunction(torch.autograd.Function):
                 split_grads[split_index] = sums[:, mask].sum()
         if need_x:
             grad_x = layout.unpermute_input(grad_x_permuted)
-        if need_w:
-            grad_w = layout.scatter_diagonal_blocks(grad_blocks, weight)
         if need_gate:
             grad_gate = weight.new_zeros(ctx.gate_shape, dtype=torch.float32)
             if layout.merged:
@@ -323,9 +359,11 @@ class GroupedDGConvFunction(torch.autograd.Function):
                 grad_gate[gate] = (partner_blocks.float() *
                                    grad_partner.float()).sum()
             grad_gate = grad_gate.to(ctx.gate_dtype)
+        if not need_blocks:
+            grad_blocks = None
         if need_bias and ctx.has_bias:
             grad_bias = grad_out.sum((0, 2, 3))
-        return grad_x, grad_w, grad_gate, grad_bias, None, None
+        return grad_x, grad_blocks, None, grad_gate, grad_bias, None, None
 
 
 def _merged_weight_gradient(plan: dict, grad_permuted: Tensor,
@@ -368,7 +406,8 @@ def _diagonal_of_merged(grad_merged: Tensor, plan: dict,
 
 def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
                    bias: Optional[Tensor], layout: GroupLayout, stride,
-                   padding, dilation) -> Tensor:
+                   padding, dilation,
+                   blocks: Optional[Tensor] = None) -> Tensor:
     """DGConv as a ``groups=G`` conv, differentiable exactly as the dense
     masked conv ``conv2d(x, weight * U)`` is.
 
@@ -380,13 +419,19 @@ def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
         bias (Tensor, optional): Bias (C_out,).
         layout (GroupLayout): The block structure of the binarised gates.
         stride, padding, dilation: As ``F.conv2d`` (tuples of two ints).
+        blocks (Tensor, optional): ``gather_diagonal_blocks(weight,
+            layout)`` computed earlier (in the weight's or the input's
+            dtype); gathered here if None.
 
     Returns:
         Tensor: The output (N, C_out, H', W').
     """
+    if blocks is None:
+        blocks = gather_diagonal_blocks(weight, layout)
     conv = dict(stride=tuple(stride), padding=tuple(padding),
                 dilation=tuple(dilation))
-    return GroupedDGConvFunction.apply(x, weight, gate, bias, layout, conv)
+    return GroupedDGConvFunction.apply(x, blocks.to(x.dtype), weight, gate,
+                                       bias, layout, conv)
 
 
 def relative_step_cost(layout: GroupLayout) -> float:
@@ -399,6 +444,6 @@ def relative_step_cost(layout: GroupLayout) -> float:
 
 
 __all__: List[str] = [
-    'GroupLayout', 'GroupedDGConvFunction', 'grouped_dgconv',
-    'relative_step_cost'
+    'GroupLayout', 'GroupedDGConvFunction', 'gather_diagonal_blocks',
+    'grouped_dgconv', 'relative_step_cost'
 ]

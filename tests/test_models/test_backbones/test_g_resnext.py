@@ -181,3 +181,43 @@ def test_init_cfg_pretrained_loads_a_classifier_checkpoint(tmp_path):
     target.init_weights()
     for key, value in source.state_dict().items():
         torch.testing.assert_close(target.state_dict()[key], value)
+
+
+def _gradients(model, x):
+    model.zero_grad(set_to_none=True)
+    sum(o.square().sum() for o in model(x)).backward()
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize('with_cp', [False, True])
+def test_blocks_gathered_early_give_the_same_gradients(monkeypatch, with_cp):
+    """G-ResNeXt gathers its DGConv weight blocks before the stem; the
+    gradients equal those of blocks gathered next to each conv."""
+    torch.manual_seed(0)
+    model = GResNeXt(depth=50, with_cp=with_cp, **TINY).train()
+    x = torch.rand(2, 3, 32, 32, requires_grad=with_cp)
+    early = _gradients(model, x)
+    monkeypatch.setattr(DGConv2d, 'gather_blocks_early', lambda self: None)
+    late = _gradients(model, x)
+    assert early.keys() == late.keys()
+    for name, grad in late.items():
+        torch.testing.assert_close(early[name], grad, rtol=1e-5, atol=1e-6,
+                                   msg=lambda m: f'{name}: {m}')
+
+
+def test_dense_weight_gradients_come_last():
+    """The dense DGConv weight gradients are allocated after every other
+    gradient of the backbone, once its activations are freed."""
+    model = GResNeXt(depth=50, **TINY).train()
+    for layer in model.dgconv_layers():  # any grouping but G = 1 (dense)
+        with torch.no_grad():
+            layer.gate[0] = -1.
+    dgconv_weights = {id(layer.weight) for layer in model.dgconv_layers()}
+    order = []
+    for param in model.parameters():
+        param.register_post_accumulate_grad_hook(
+            lambda p: order.append(id(p) in dgconv_weights))
+    sum(o.sum() for o in model(torch.rand(2, 3, 32, 32))).backward()
+    assert len(order) == len(list(model.parameters()))
+    first = order.index(True)
+    assert all(order[first:]) and first == len(order) - len(dgconv_weights)

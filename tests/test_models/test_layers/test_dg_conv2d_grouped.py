@@ -190,3 +190,27 @@ def test_merged_pass_width(gates, widths):
     dense, grouped = _pair(64, 64, gates, kernel_size=3, padding=1)
     assert [p['sub_groups'] for p in grouped.group_layout().passes] == widths
     _assert_same(dense, grouped, torch.randn(2, 64, 6, 6))
+
+
+def test_blocks_gathered_early():
+    """Blocks from ``gather_blocks_early`` serve the next forward only, and
+    only while the weight is the one they were gathered from."""
+    torch.manual_seed(11)
+    dense, grouped = _pair(32, 32, [-1., 1., -1., -1., 1.], kernel_size=3,
+                           padding=1)
+    x = torch.randn(2, 32, 6, 6)
+    grouped.gather_blocks_early()
+    assert '_early_blocks' in grouped.__dict__
+    _assert_same(dense, grouped, x)
+    assert '_early_blocks' not in grouped.__dict__  # taken by that forward
+    dense.zero_grad(), grouped.zero_grad()
+
+    grouped.gather_blocks_early()
+    with torch.no_grad():  # e.g. an optimizer step in between
+        for layer in (dense, grouped):
+            layer.weight.mul_(-2.)
+    _assert_same(dense, grouped, x)  # stale blocks are not used
+
+    with torch.no_grad():
+        grouped.gather_blocks_early()
+    assert '_early_blocks' not in grouped.__dict__
