@@ -121,6 +121,8 @@ class GroupLayout:
                         in_channels).to(**to) for partner in self.partners
         ]
         self.partners = [p.to(**to) for p in self.partners]
+        self._out_order, self._in_blocks = out_order, in_blocks
+        self._partner_index_by_input = {}
         self.passes = self._merged_passes(out_order, in_order, to)
         self.merged_masks = torch.stack(masks).to(
             **to) if masks else None
@@ -226,6 +228,24 @@ class GroupLayout:
         factor, laid out like :meth:`diagonal_blocks`."""
         return gather_kernels(weight, self.partner_index[split_index])
 
+    def partner_blocks_by_input(self, weight: Tensor,
+                                split_index: int) -> Tensor:
+        """The same blocks as :meth:`partner_blocks`, laid out by input
+        group: slot g holds the block of the partner group's outputs and
+        group g's inputs (see :meth:`swap_output_groups`)."""
+        index = self._partner_index_by_input.get(split_index)
+        if index is None:
+            slot = torch.arange(self.out_channels)
+            partner = self.partners[split_index].cpu()[
+                slot // self.out_per_group]
+            rows = self._out_order[partner * self.out_per_group +
+                                   slot % self.out_per_group]
+            index = _flat_index(rows[:, None],
+                                self._in_blocks[slot // self.out_per_group],
+                                self.in_channels).to(weight.device)
+            self._partner_index_by_input[split_index] = index
+        return gather_kernels(weight, index)
+
     def scatter_diagonal_blocks(self, blocks: Tensor, weight_shape,
                                 dtype: torch.dtype) -> Tensor:
         """The dense weight-shaped tensor that is ``blocks`` inside U's
@@ -239,10 +259,19 @@ class GroupLayout:
     def swap_input_groups(self, x_permuted: Tensor,
                           split_index: int) -> Tensor:
         """Permuted input whose group g holds the partner group's channels."""
-        n, _, h, w = x_permuted.shape
-        grouped = x_permuted.reshape(n, self.groups, self.in_per_group, h, w)
+        return self._swap_groups(x_permuted, split_index)
+
+    def swap_output_groups(self, y_permuted: Tensor,
+                           split_index: int) -> Tensor:
+        """Permuted output (or its gradient) whose group g holds the partner
+        group's channels."""
+        return self._swap_groups(y_permuted, split_index)
+
+    def _swap_groups(self, t: Tensor, split_index: int) -> Tensor:
+        n, channels, h, w = t.shape
+        grouped = t.reshape(n, self.groups, channels // self.groups, h, w)
         return grouped.index_select(1, self.partners[split_index]).reshape(
-            n, self.in_channels, h, w)
+            n, channels, h, w)
 
 
 def _conv_params(conv):
@@ -346,16 +375,27 @@ class GroupedDGConvFunction(torch.autograd.Function):
                 grad_gate[layout.merged] = torch.einsum(
                     'mgoi,goi->m', layout.merged_masks.to(dl_du.dtype),
                     dl_du)
+            # Pairing each group with its partner swaps the groups of either
+            # side: swap the smaller one (the output in a strided layer).
+            swap_output = grad_permuted.numel() < x_permuted.numel()
             for index, gate in enumerate(layout.split):
                 if index in split_grads:
                     grad_gate[gate] = split_grads[index]
                     continue
-                partner_blocks = layout.partner_blocks(weight, index).to(
-                    blocks.dtype)
+                if swap_output:
+                    partner_blocks = layout.partner_blocks_by_input(
+                        weight, index)
+                    grad_in, x_in = layout.swap_output_groups(
+                        grad_permuted, index), x_permuted
+                else:
+                    partner_blocks = layout.partner_blocks(weight, index)
+                    grad_in, x_in = grad_permuted, layout.swap_input_groups(
+                        x_permuted, index)
+                partner_blocks = partner_blocks.to(blocks.dtype)
                 _, grad_partner, _ = torch.ops.aten.convolution_backward(
-                    grad_permuted, layout.swap_input_groups(x_permuted, index),
-                    partner_blocks, None, stride, padding, dilation, False,
-                    [0, 0], layout.groups, [False, True, False])
+                    grad_in, x_in, partner_blocks, None, stride, padding,
+                    dilation, False, [0, 0], layout.groups,
+                    [False, True, False])
                 grad_gate[gate] = (partner_blocks.float() *
                                    grad_partner.float()).sum()
             grad_gate = grad_gate.to(ctx.gate_dtype)

@@ -214,3 +214,22 @@ def test_blocks_gathered_early():
     with torch.no_grad():
         grouped.gather_blocks_early()
     assert '_early_blocks' not in grouped.__dict__
+
+
+@pytest.mark.parametrize('stride,swapped', [(1, 'input'), (2, 'output')])
+def test_partner_passes_swap_the_smaller_side(monkeypatch, stride, swapped):
+    """A strided layer pairs groups by swapping its (4x smaller) output
+    gradient instead of its input; both give the dense gate gradients."""
+    monkeypatch.setattr(GroupLayout, 'NARROW_WIDTH', 0)
+    calls = []
+    for side in ('input', 'output'):
+        method = getattr(GroupLayout, f'swap_{side}_groups')
+        monkeypatch.setattr(
+            GroupLayout, f'swap_{side}_groups',
+            lambda self, t, i, side=side, method=method:
+            calls.append(side) or method(self, t, i))
+    torch.manual_seed(12)
+    dense, grouped = _pair(32, 32, [-1., 1., -1., 1., -1.], kernel_size=3,
+                           stride=stride, padding=1)
+    _assert_same(dense, grouped, torch.randn(2, 32, 8, 8))
+    assert calls == [swapped] * 3
