@@ -12,7 +12,8 @@ the channels by those bits makes U block-diagonal with G blocks, so
   merged factor those entries lie inside the blocks, so the weight gradient
   above already holds them; for a split factor they pair each group with the
   group that differs only in bit k, which one more grouped weight gradient
-  (with the input's groups swapped pairwise) yields.
+  (with the groups of the input, or of the smaller output gradient, swapped
+  pairwise) yields.
 
 At G groups the whole step costs about (3 + |S|) / G of a dense conv step
 (|S| = log2 G split factors), and it equals the dense formulation exactly.
