@@ -117,13 +117,12 @@ class GroupLayout:
         rows = out_order[:, None]
         self.block_index = _flat_index(rows, in_blocks[group_of_row],
                                        in_channels).to(**to)
-        self.partner_index = [
-            _flat_index(rows, in_blocks[partner[group_of_row]],
-                        in_channels).to(**to) for partner in self.partners
-        ]
+        # Built on first use (see _partner_index): a layer needs one of the
+        # two layouts, by its stride.
+        self._partner_indices = {}
+        self._cpu = dict(out_order=out_order, in_blocks=in_blocks,
+                         partners=self.partners, device=device)
         self.partners = [p.to(**to) for p in self.partners]
-        self._out_order, self._in_blocks = out_order, in_blocks
-        self._partner_index_by_input = {}
         self.passes = self._merged_passes(out_order, in_order, to)
         self.merged_masks = torch.stack(masks).to(
             **to) if masks else None
@@ -224,28 +223,33 @@ class GroupLayout:
         """(C_out, C_in/G, k, k): the weight inside U's blocks, permuted."""
         return gather_kernels(weight, self.block_index)
 
-    def partner_blocks(self, weight: Tensor, split_index: int) -> Tensor:
+    def partner_blocks(self, weight: Tensor, split_index: int,
+                       by_input: bool = False) -> Tensor:
         """The blocks pairing each group with its partner across a split
-        factor, laid out like :meth:`diagonal_blocks`."""
-        return gather_kernels(weight, self.partner_index[split_index])
+        factor, laid out like :meth:`diagonal_blocks`: slot g holds the
+        block of group g's outputs and the partner's inputs, or with
+        ``by_input`` of the partner's outputs and group g's inputs (see
+        :meth:`swap_output_groups`)."""
+        return gather_kernels(weight,
+                              self._partner_index(split_index, by_input))
 
-    def partner_blocks_by_input(self, weight: Tensor,
-                                split_index: int) -> Tensor:
-        """The same blocks as :meth:`partner_blocks`, laid out by input
-        group: slot g holds the block of the partner group's outputs and
-        group g's inputs (see :meth:`swap_output_groups`)."""
-        index = self._partner_index_by_input.get(split_index)
-        if index is None:
+    def _partner_index(self, split_index: int, by_input: bool) -> Tensor:
+        """The flat kernel index of :meth:`partner_blocks`, cached."""
+        key = (split_index, by_input)
+        if key not in self._partner_indices:
+            cpu = self._cpu
             slot = torch.arange(self.out_channels)
-            partner = self.partners[split_index].cpu()[
-                slot // self.out_per_group]
-            rows = self._out_order[partner * self.out_per_group +
-                                   slot % self.out_per_group]
-            index = _flat_index(rows[:, None],
-                                self._in_blocks[slot // self.out_per_group],
-                                self.in_channels).to(weight.device)
-            self._partner_index_by_input[split_index] = index
-        return gather_kernels(weight, index)
+            group = slot // self.out_per_group
+            partner = cpu['partners'][split_index][group]
+            if by_input:
+                rows = cpu['out_order'][partner * self.out_per_group +
+                                        slot % self.out_per_group]
+                cols = cpu['in_blocks'][group]
+            else:
+                rows, cols = cpu['out_order'], cpu['in_blocks'][partner]
+            self._partner_indices[key] = _flat_index(
+                rows[:, None], cols, self.in_channels).to(cpu['device'])
+        return self._partner_indices[key]
 
     def scatter_diagonal_blocks(self, blocks: Tensor, weight_shape,
                                 dtype: torch.dtype) -> Tensor:
@@ -384,15 +388,13 @@ class GroupedDGConvFunction(torch.autograd.Function):
                     grad_gate[gate] = split_grads[index]
                     continue
                 if swap_output:
-                    partner_blocks = layout.partner_blocks_by_input(
-                        weight, index)
                     grad_in, x_in = layout.swap_output_groups(
                         grad_permuted, index), x_permuted
                 else:
-                    partner_blocks = layout.partner_blocks(weight, index)
                     grad_in, x_in = grad_permuted, layout.swap_input_groups(
                         x_permuted, index)
-                partner_blocks = partner_blocks.to(blocks.dtype)
+                partner_blocks = layout.partner_blocks(
+                    weight, index, by_input=swap_output).to(blocks.dtype)
                 _, grad_partner, _ = torch.ops.aten.convolution_backward(
                     grad_in, x_in, partner_blocks, None, stride, padding,
                     dilation, False, [0, 0], layout.groups,
