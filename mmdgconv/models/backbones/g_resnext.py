@@ -179,9 +179,14 @@ class GResNeXt(BackboneMixin, ResNeXt):
         # Gathering every DGConv's weight blocks before the stem defers
         # their dense weight gradients to the end of the backward, past the
         # memory peak (see DGConv2d.gather_blocks_early).
-        for layer in self.dgconv_layers():
+        layers = self.dgconv_layers()
+        for layer in layers:
             layer.gather_blocks_early()
-        return super().forward(x)
+        try:
+            return super().forward(x)
+        finally:  # a layer this forward did not reach keeps no blocks
+            for layer in layers:
+                layer.drop_early_blocks()
 
     def dgconv_layers(self):
         """All DGConv layers, in network order.

@@ -354,6 +354,11 @@ class DGConv2d(nn.Conv2d):
                 layout, self.weight._version,
                 gather_diagonal_blocks(self.weight, layout))
 
+    def drop_early_blocks(self) -> None:
+        """Forget blocks :meth:`gather_blocks_early` gathered and no forward
+        took (the caller's forward ended without reaching this layer)."""
+        self.__dict__.pop('_early_blocks', None)
+
     def _take_early_blocks(self, layout: GroupLayout) -> Optional[Tensor]:
         """The blocks :meth:`gather_blocks_early` gathered, if they are of
         this layout and this weight (not stepped since)."""

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from mmdet.models.backbones import ResNeXt
@@ -221,3 +223,19 @@ def test_dense_weight_gradients_come_last():
     assert len(order) == len(list(model.parameters()))
     first = order.index(True)
     assert all(order[first:]) and first == len(order) - len(dgconv_weights)
+
+
+def test_no_blocks_outlive_the_forward():
+    """Blocks gathered for layers a forward did not reach (here it fails
+    in the middle) are dropped, so the model still deep-copies."""
+    model = GResNeXt(depth=50, **TINY).train()
+
+    def fail(*args):
+        raise RuntimeError('stop')
+
+    model.layer3.register_forward_pre_hook(fail)
+    with pytest.raises(RuntimeError, match='stop'):
+        model(torch.rand(1, 3, 32, 32))
+    assert not any('_early_blocks' in layer.__dict__
+                   for layer in model.dgconv_layers())
+    copy.deepcopy(model)
