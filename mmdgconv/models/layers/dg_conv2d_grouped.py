@@ -228,8 +228,8 @@ class GroupLayout:
         """The blocks pairing each group with its partner across a split
         factor, laid out like :meth:`diagonal_blocks`: slot g holds the
         block of group g's outputs and the partner's inputs, or with
-        ``by_input`` of the partner's outputs and group g's inputs (see
-        :meth:`swap_output_groups`)."""
+        ``by_input`` of the partner's outputs and group g's inputs (for an
+        output gradient passed through :meth:`swap_groups`)."""
         return gather_kernels(weight,
                               self._partner_index(split_index, by_input))
 
@@ -261,18 +261,9 @@ class GroupLayout:
             0, self.block_index, blocks.to(dtype).reshape(-1, k_h * k_w))
         return dense
 
-    def swap_input_groups(self, x_permuted: Tensor,
-                          split_index: int) -> Tensor:
-        """Permuted input whose group g holds the partner group's channels."""
-        return self._swap_groups(x_permuted, split_index)
-
-    def swap_output_groups(self, y_permuted: Tensor,
-                           split_index: int) -> Tensor:
-        """Permuted output (or its gradient) whose group g holds the partner
-        group's channels."""
-        return self._swap_groups(y_permuted, split_index)
-
-    def _swap_groups(self, t: Tensor, split_index: int) -> Tensor:
+    def swap_groups(self, t: Tensor, split_index: int) -> Tensor:
+        """Permuted input or output (gradient) whose group g holds the
+        partner group's channels."""
         n, channels, h, w = t.shape
         grouped = t.reshape(n, self.groups, channels // self.groups, h, w)
         return grouped.index_select(1, self.partners[split_index]).reshape(
@@ -388,10 +379,10 @@ class GroupedDGConvFunction(torch.autograd.Function):
                     grad_gate[gate] = split_grads[index]
                     continue
                 if swap_output:
-                    grad_in, x_in = layout.swap_output_groups(
-                        grad_permuted, index), x_permuted
+                    grad_in, x_in = layout.swap_groups(grad_permuted,
+                                                       index), x_permuted
                 else:
-                    grad_in, x_in = grad_permuted, layout.swap_input_groups(
+                    grad_in, x_in = grad_permuted, layout.swap_groups(
                         x_permuted, index)
                 partner_blocks = layout.partner_blocks(
                     weight, index, by_input=swap_output).to(blocks.dtype)

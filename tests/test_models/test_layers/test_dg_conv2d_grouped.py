@@ -222,12 +222,12 @@ def test_partner_passes_swap_the_smaller_side(monkeypatch, stride, swapped):
     gradient instead of its input; both give the dense gate gradients."""
     monkeypatch.setattr(GroupLayout, 'NARROW_WIDTH', 0)
     calls = []
-    for side in ('input', 'output'):
-        method = getattr(GroupLayout, f'swap_{side}_groups')
-        monkeypatch.setattr(
-            GroupLayout, f'swap_{side}_groups',
-            lambda self, t, i, side=side, method=method:
-            calls.append(side) or method(self, t, i))
+    partner_blocks = GroupLayout.partner_blocks
+    monkeypatch.setattr(
+        GroupLayout, 'partner_blocks',
+        lambda self, weight, index, by_input=False: calls.append(
+            'output' if by_input else 'input') or partner_blocks(
+                self, weight, index, by_input))
     torch.manual_seed(12)
     dense, grouped = _pair(32, 32, [-1., 1., -1., 1., -1.], kernel_size=3,
                            stride=stride, padding=1)
