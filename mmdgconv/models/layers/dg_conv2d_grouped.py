@@ -120,8 +120,9 @@ class GroupLayout:
         # Built on first use (see _partner_index): a layer needs one of the
         # two layouts, by its stride.
         self._partner_indices = {}
+        self._device = device
         self._cpu = dict(out_order=out_order, in_blocks=in_blocks,
-                         partners=self.partners, device=device)
+                         partners=self.partners)
         self.partners = [p.to(**to) for p in self.partners]
         self.passes = self._merged_passes(out_order, in_order, to)
         self.merged_masks = torch.stack(masks).to(
@@ -248,7 +249,7 @@ class GroupLayout:
             else:
                 rows, cols = cpu['out_order'], cpu['in_blocks'][partner]
             self._partner_indices[key] = _flat_index(
-                rows[:, None], cols, self.in_channels).to(cpu['device'])
+                rows[:, None], cols, self.in_channels).to(self._device)
         return self._partner_indices[key]
 
     def scatter_diagonal_blocks(self, blocks: Tensor, weight_shape,
