@@ -3,6 +3,7 @@
 Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
 Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
 """
+import torch
 from mmdet.models.backbones.resnext import ResNeXt
 from mmdet.models.layers import ResLayer
 from torch import nn
@@ -179,6 +180,8 @@ class GResNeXt(BackboneMixin, ResNeXt):
         # Gathering every DGConv's weight blocks before the stem defers
         # their dense weight gradients to the end of the backward, past the
         # memory peak (see DGConv2d.gather_blocks_early).
+        if not torch.is_grad_enabled():  # inference: no gradients to defer
+            return super().forward(x)
         layers = self.dgconv_layers()
         for layer in layers:
             layer.gather_blocks_early()
