@@ -20,7 +20,9 @@ At G groups the whole step costs about (3 + |S|) / G of a dense conv step
 Where the groups are narrow (a few channels each), oneDNN's grouped weight
 gradient is slow per unit of work, so those layers take their weight and gate
 gradients from a few weight gradients over merged groups instead (see
-:meth:`GroupLayout._merged_passes`): more arithmetic, less time.
+:meth:`GroupLayout._merged_passes`): more arithmetic, less time. Likewise
+the input gradient of a strided layer with wide groups over a large image is
+split by output phase into stride-1 convs (see :mod:`.phase_split_grad`).
 
 Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
 Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
@@ -31,6 +33,8 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .phase_split_grad import phase_split_input_grad, prefers_phase_split
 
 
 def _flat_index(rows: Tensor, cols: Tensor, in_channels: int) -> Tensor:
@@ -347,10 +351,16 @@ class GroupedDGConvFunction(torch.autograd.Function):
         # (frozen gates, e.g. freeze_groups, need the weight gradient only).
         merged_passes = layout.passes if need_gate else []
         grouped_wgrad = (need_blocks or need_gate) and not merged_passes
+        phase_split = need_x and prefers_phase_split(
+            blocks.shape, layout.groups, x_permuted.shape, stride, padding,
+            dilation)
         grad_x_permuted, grad_blocks, _ = torch.ops.aten.convolution_backward(
             grad_permuted, x_permuted, blocks, None, stride, padding,
             dilation, False, [0, 0], layout.groups,
-            [need_x, grouped_wgrad, False])
+            [need_x and not phase_split, grouped_wgrad, False])
+        if phase_split:
+            grad_x_permuted = phase_split_input_grad(grad_permuted, blocks,
+                                                     layout.groups)
         split_grads = {}
         for plan in merged_passes:
             grad_merged, sums = _merged_weight_gradient(

@@ -233,3 +233,19 @@ def test_partner_passes_swap_the_smaller_side(monkeypatch, stride, swapped):
                            stride=stride, padding=1)
     _assert_same(dense, grouped, torch.randn(2, 32, 8, 8))
     assert calls == [swapped] * 3
+
+
+def test_strided_wide_groups_split_the_input_gradient_by_phase(monkeypatch):
+    """A stride-2 layer with wide groups over a large image takes its input
+    gradient from the phase-split convs, and still equals the dense path."""
+    from mmdgconv.models.layers import dg_conv2d_grouped
+    calls = []
+    split = dg_conv2d_grouped.phase_split_input_grad
+    monkeypatch.setattr(dg_conv2d_grouped, 'phase_split_input_grad',
+                        lambda *args: calls.append(args) or split(*args))
+    torch.manual_seed(6)
+    # Two groups of 32 channels, interleaved; 28x28 outputs.
+    dense, grouped = _pair(64, 64, [1., 1., -1., 1., 1., 1.], kernel_size=3,
+                           stride=2, padding=1, bias=True)
+    _assert_same(dense, grouped, torch.randn(1, 64, 56, 56))
+    assert len(calls) == 1
