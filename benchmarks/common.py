@@ -32,6 +32,12 @@ class Classifier(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(feature, 1).flatten(1))
 
 
+def sgd(params) -> torch.optim.Optimizer:
+    """The benchmarks' optimizer: SGD with momentum over ``params`` (an
+    iterable of parameters or of param-group dicts)."""
+    return torch.optim.SGD(params, lr=1e-4, momentum=0.9)
+
+
 def train_step(model, optimizer, batch, target):
     """Forward, cross-entropy backward and an SGD step."""
     model.train()
@@ -47,10 +53,13 @@ def inference(model, batch):
 
 
 def standard_tasks(models: Dict[str, nn.Module], size: int,
-                   train: Optional[List[str]] = None
+                   train: Optional[List[str]] = None,
+                   optimizer_for: Optional[Callable[
+                       [nn.Module], torch.optim.Optimizer]] = None
                    ) -> Dict[str, Dict[str, Callable[[], None]]]:
-    """Train step at batch 8 (for the ``train`` models, default all) and
-    inference at batch 1 and 8, on shared random batches.
+    """Train step at batch 8 (for the ``train`` models, default all, each
+    with the optimizer ``optimizer_for`` builds) and inference at batch 1
+    and 8, on shared random batches.
 
     Returns:
         dict: Task name -> model name -> a callable running it once.
@@ -59,12 +68,12 @@ def standard_tasks(models: Dict[str, nn.Module], size: int,
     batch8 = torch.rand(8, 3, size, size)
     target = torch.randint(0, 1000, (8, ))
     trainable = train if train is not None else list(models)
+    optimizer_for = optimizer_for or (lambda model: sgd(model.parameters()))
     tasks = {'train step, batch 8': {}, 'inference, batch 1': {},
              'inference, batch 8': {}}
     for name, model in models.items():
         if name in trainable:
-            optimizer = torch.optim.SGD(model.parameters(), lr=1e-4,
-                                        momentum=0.9)
+            optimizer = optimizer_for(model)
             tasks['train step, batch 8'][name] = (
                 lambda m=model, o=optimizer: train_step(m, o, batch8, target))
         tasks['inference, batch 1'][name] = lambda m=model: inference(
