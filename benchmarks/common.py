@@ -2,11 +2,13 @@
 interleaved timing loop, per-process peak memory and the README table."""
 import argparse
 import ctypes
+import os
 import os.path as osp
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Callable, Dict, List, Optional
@@ -261,8 +263,12 @@ def update_readme(table: str, key: str) -> None:
     pattern = re.compile(re.escape(start) + '.*?' + re.escape(end), re.S)
     if not pattern.search(text):
         raise SystemExit(f'{readme} has no {start} ... {end}')
-    with open(readme, 'w') as f:
+    # Written whole, then renamed over README: never left half-written.
+    with tempfile.NamedTemporaryFile('w', dir=osp.dirname(readme),
+                                     delete=False) as f:
         f.write(pattern.sub(lambda _: f'{start}\n{table}\n{end}', text))
+    os.chmod(f.name, os.stat(readme).st_mode)
+    os.replace(f.name, readme)
 
 
 def benchmark_parser(description: str,
