@@ -249,3 +249,20 @@ def test_strided_wide_groups_split_the_input_gradient_by_phase(monkeypatch):
                            stride=2, padding=1, bias=True)
     _assert_same(dense, grouped, torch.randn(1, 64, 56, 56))
     assert len(calls) == 1
+
+
+def test_saves_the_input_not_a_permuted_copy():
+    """With interleaved groups the forward permutes its input; the backward
+    keeps the input itself (as any conv does), not the permuted copy."""
+    torch.manual_seed(7)
+    dense, grouped = _pair(16, 16, [1., -1., 1., -1.], kernel_size=3,
+                           padding=1)
+    assert not grouped.group_layout().identity
+    x = torch.randn(2, 16, 5, 5, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(t) or t, lambda t: t):
+        grouped(x)
+    activations = [t for t in saved if t.shape == x.shape]
+    assert [t.data_ptr() for t in activations] == [x.data_ptr()]
+    _assert_same(dense, grouped, x.detach())
