@@ -359,8 +359,7 @@ class GroupedDGConvFunction(torch.autograd.Function):
         merged_passes = layout.passes if need_gate else []
         grouped_wgrad = (need_blocks or need_gate) and not merged_passes
         phase_split = need_x and prefers_phase_split(
-            blocks.shape, layout.groups, x_permuted.shape, stride, padding,
-            dilation)
+            blocks.shape, x.shape, stride, padding, dilation)
         grad_x_permuted, grad_blocks, _ = torch.ops.aten.convolution_backward(
             grad_permuted, x_permuted, blocks, None, stride, padding,
             dilation, False, [0, 0], layout.groups,

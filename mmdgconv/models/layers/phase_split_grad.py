@@ -19,10 +19,10 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-# Measured on 2 threads at batch 8 (input size: native / split, ms):
-# 256 channels, 64 per group: 56x56 32.4 / 15.4, 28x28 6.7 / 9.7;
-# 128 channels, 32 per group at 112x112: 96.5 / 38.0; 16 per group at
-# 56x56: 3.0 / 9.6.
+# Measured on 2 threads at batch 8 (native / split, ms): 64 per group,
+# 256 channels at 56x56 input 32.4 / 15.4, 512 channels at 28x28 6.7 / 9.7;
+# 32 per group, 128 channels at 112x112 96.5 / 38.0; 16 per group, 256
+# channels at 56x56 3.0 / 9.6.
 PHASE_SPLIT_MIN_GROUP_WIDTH = 32
 PHASE_SPLIT_MIN_OUTPUT_PIXELS = 28 * 28
 
@@ -32,7 +32,7 @@ PHASE_SPLIT_MIN_OUTPUT_PIXELS = 28 * 28
 _TAPS = ([1], [2, 0])
 
 
-def prefers_phase_split(weight_shape: Sequence[int], groups: int,
+def prefers_phase_split(weight_shape: Sequence[int],
                         input_size: Sequence[int], stride, padding,
                         dilation) -> bool:
     """Whether :func:`phase_split_input_grad` applies and beats the
@@ -41,7 +41,6 @@ def prefers_phase_split(weight_shape: Sequence[int], groups: int,
 
     Args:
         weight_shape (Sequence[int]): (C_out, C_in / groups, k_h, k_w).
-        groups (int): Conv groups.
         input_size (Sequence[int]): (N, C_in, H, W).
         stride, padding, dilation: Pairs of ints, as the conv's.
     """

@@ -44,14 +44,13 @@ def test_low_precision():
                                atol=5e-2)
 
 
-WIDE = dict(weight_shape=(256, 64, 3, 3), groups=4,
-            input_size=(8, 256, 56, 56), stride=(2, 2), padding=(1, 1),
-            dilation=(1, 1))
+WIDE = dict(weight_shape=(256, 64, 3, 3), input_size=(8, 256, 56, 56),
+            stride=(2, 2), padding=(1, 1), dilation=(1, 1))
 
 
 @pytest.mark.parametrize('change,chosen', [
     ({}, True),
-    (dict(weight_shape=(256, 16, 3, 3), groups=16), False),  # narrow groups
+    (dict(weight_shape=(256, 16, 3, 3)), False),  # narrow groups
     (dict(input_size=(8, 256, 28, 28)), False),  # small image
     (dict(input_size=(8, 256, 56, 55)), False),  # odd width
     (dict(stride=(1, 1)), False),
