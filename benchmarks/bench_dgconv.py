@@ -104,9 +104,9 @@ def sgd_holding_gates(model: nn.Module) -> torch.optim.Optimizer:
     rebuilding the layout after a sign flip (about 1 ms per layer) is left
     out.
     """
-    gates = [p for n, p in model.named_parameters() if n.endswith('gate')]
-    others = [p for n, p in model.named_parameters()
-              if not n.endswith('gate')]
+    gates, others = [], []
+    for name, param in model.named_parameters():
+        (gates if name.endswith('gate') else others).append(param)
     return sgd([dict(params=others), dict(params=gates, lr=0.)])
 
 

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from mmdgconv.models.layers import DGConv2d
+from mmdgconv.models.layers import DGConv2d, dg_conv2d_grouped
 from mmdgconv.models.layers.dg_conv2d_grouped import (GroupLayout,
                                                       relative_step_cost)
 
@@ -238,7 +238,6 @@ def test_partner_passes_swap_the_smaller_side(monkeypatch, stride, swapped):
 def test_strided_wide_groups_split_the_input_gradient_by_phase(monkeypatch):
     """A stride-2 layer with wide groups over a large image takes its input
     gradient from the phase-split convs, and still equals the dense path."""
-    from mmdgconv.models.layers import dg_conv2d_grouped
     calls = []
     split = dg_conv2d_grouped.phase_split_input_grad
     monkeypatch.setattr(dg_conv2d_grouped, 'phase_split_input_grad',
