@@ -14,6 +14,9 @@ machine affects every model alike:
   ``tools/model_converters/dgconv_to_static.py``'s conversion (static
   grouped convs, permutations folded); with 32 groups in every layer the
   deployed model is a ResNeXt-50 32x4d and must run within noise of it;
+- one training iteration of mmdet's Faster R-CNN + FPN (batch 2, 512x512,
+  ``model.train_step`` as mmengine's Runner runs it) with each backbone
+  (``--no-detector`` skips it);
 
 for mmdet's static ResNeXt-50 32x4d (the baseline); mmdgconv's G-ResNeXt-50
 with the gates at 32 contiguous groups (the baseline's grouping) and at the
@@ -33,7 +36,8 @@ import sys
 import torch
 import torch.nn as nn
 
-from common import (Classifier, benchmark_parser, format_peaks, measure,
+from common import (REPO, Classifier, benchmark_parser, build_detector,
+                    detector_train_tasks, format_peaks, measure,
                     measure_memory_in_subprocesses, peak_growth_mib, report,
                     setup, sgd, standard_tasks, train_step)
 
@@ -48,6 +52,8 @@ OURS_RANDOM = 'G-ResNeXt-50, random init'
 REFERENCE = 'reference, 32 groups'
 DEPLOYED_32 = 'deployed, 32 groups'
 DEPLOYED_RANDOM = 'deployed, random init'
+DETECTOR_CONFIG = osp.join(REPO, 'configs', 'g_resnext',
+                           'faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py')
 
 
 class ReferenceClassifier(nn.Module):
@@ -90,6 +96,26 @@ def build_model(name, reference_dir=None):
         if param_name.endswith('gate'):
             set_32_groups(param)
     return ReferenceClassifier(reference)
+
+
+def build_detector_of(name):
+    """Faster R-CNN + FPN with the model's backbone: mmdet's stock
+    ResNeXt-50 32x4d for the baseline, G-ResNeXt-50
+    (``configs/g_resnext/faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py``)
+    with its gates at 32 groups or at the random init."""
+    if name == STATIC:
+        return build_detector(backbone=dict(
+            type='ResNeXt', depth=50, groups=32, base_width=4, num_stages=4,
+            out_indices=(0, 1, 2, 3), frozen_stages=1,
+            norm_cfg=dict(type='BN', requires_grad=True), norm_eval=True,
+            style='pytorch'))
+    random.seed(0)  # the gates' random signs
+    detector = build_detector(DETECTOR_CONFIG)
+    if name == OURS_32:
+        for layer in detector.backbone.modules():
+            if isinstance(layer, DGConv2d) and layer.has_gates:
+                set_32_groups(layer.gate)
+    return detector
 
 
 def sgd_holding_gates(model: nn.Module) -> torch.optim.Optimizer:
@@ -147,9 +173,14 @@ def main():
         __file__, trained,
         ['--size', str(args.size), '--reference', reference or ''])
     models = {name: build_model(name, reference) for name in names}
-    report(measure(standard_tasks(models, args.size, train=trained,
-                                  optimizer_for=sgd_holding_gates),
-                   args.repeats), peaks, names, args, 'dgconv')
+    tasks = standard_tasks(models, args.size, train=trained,
+                           optimizer_for=sgd_holding_gates)
+    if not args.no_detector:
+        tasks.update(detector_train_tasks(
+            {name: build_detector_of(name)
+             for name in (STATIC, OURS_32, OURS_RANDOM)},
+            optimizer_for=sgd_holding_gates))
+    report(measure(tasks, args.repeats), peaks, names, args, 'dgconv')
 
 
 if __name__ == '__main__':

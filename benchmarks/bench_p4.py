@@ -10,7 +10,11 @@ sharing, 4x the parameters). Measured in one run, interleaved:
 - whole backbone: P4ResNet-50 vs a ResNet-50 with the same number of maps
   per layer (base_channels = 32 x 4 = 128) and vs the stock ResNet-50
   (about the same parameter count), inference at batch 1 and 8 and the
-  training step at batch 8, 224x224.
+  training step at batch 8, 224x224;
+- one training iteration of mmdet's Faster R-CNN + FPN (batch 2, 512x512,
+  ``model.train_step`` as mmengine's Runner runs it) with P4ResNet-50
+  (``configs/p4/faster-rcnn_p4-resnet50_fpn_1x_coco.py``) against the
+  stock ResNet-50 detector (``--no-detector`` skips it).
 
 ``--update-readme`` writes the tables into README.md between the
 ``benchmark:p4`` markers.
@@ -18,15 +22,21 @@ sharing, 4x the parameters). Measured in one run, interleaved:
 Example:
     python benchmarks/bench_p4.py
 """
+import os.path as osp
+
 import torch
 import torch.nn as nn
 from mmdet.models.backbones import ResNet
 
-from common import (Classifier, benchmark_parser, format_table, measure,
-                    setup, standard_tasks, update_readme)
+from common import (REPO, Classifier, benchmark_parser, build_detector,
+                    detector_train_tasks, format_table, measure, setup,
+                    standard_tasks, update_readme)
 
 from mmdgconv.models import P4ResNet  # noqa: I100
 from mmdgconv.models.layers import P4ConvP4, P4ConvZ2
+
+DETECTOR_CONFIG = osp.join(REPO, 'configs', 'p4',
+                           'faster-rcnn_p4-resnet50_fpn_1x_coco.py')
 
 
 def layer_tasks(batch):
@@ -77,8 +87,14 @@ def main():
         'ResNet-50 (stock)': Classifier(ResNet(**args_)),
         'P4ResNet-50': Classifier(P4ResNet(**args_), 1024),
     }
+    tasks = standard_tasks(models, args.size)
+    if not args.no_detector:
+        tasks.update(detector_train_tasks({
+            'ResNet-50 (stock)': build_detector(),
+            'P4ResNet-50': build_detector(DETECTOR_CONFIG),
+        }))
     backbone_table = format_table(
-        measure(standard_tasks(models, args.size), args.repeats), None,
+        measure(tasks, args.repeats), None,
         list(models), header + f', {args.size}x{args.size}')
     print(backbone_table)
     if args.update_readme:

@@ -6,30 +6,62 @@ run and interleaved round by round, eval inference at batch 1 and 8 and the
 training step at batch 8, all at 224x224, for mmdet's ResNet-50 and
 mmdgconv's PED-ResNet-50 (rank 1, the paper's setting), then eval
 inference again with both models under ``torch.compile`` (``--no-compile``
-skips that; it needs a C++ compiler and takes a few minutes). Each model ends
-in global pooling and a 1000-way linear classifier. ``--update-readme`` writes
+skips that; it needs a C++ compiler and takes a few minutes). When
+``--official`` points at the authors' released layer (``ped_layers.py``,
+``Variational_DYConv2d``), the same ResNet-50 with that layer in the same
+places is measured too (eager). Last, one training iteration of mmdet's
+Faster R-CNN + FPN (batch 2, 512x512, ``model.train_step`` as mmengine's
+Runner runs it) with the PED-ResNet-50 backbone
+(``configs/pedconv/faster-rcnn_ped-r50_fpn_1x_coco.py``) against the stock
+ResNet-50 detector (``--no-detector`` skips it). Each classifier ends in
+global pooling and a 1000-way linear classifier. ``--update-readme`` writes
 the table into README.md between the ``benchmark:pedconv`` markers.
 
 Example:
-    python benchmarks/bench_pedconv.py
+    python benchmarks/bench_pedconv.py \\
+        --official ../shared/reference/pedconv_official
 """
+import os.path as osp
+import sys
+
+import torch.nn as nn
 from mmdet.models.backbones import ResNet
 
-from common import (Classifier, benchmark_parser, compiled_inference_tasks,
-                    measure, report, setup, standard_tasks)
+from common import (REPO, Classifier, benchmark_parser, build_detector,
+                    compiled_inference_tasks, detector_train_tasks, measure,
+                    replace_layers, report, setup, standard_tasks)
 
 from mmdgconv.models import PEDResNet  # noqa: I100
+from mmdgconv.models.layers import PEDConv2d  # noqa: I100
 
 STATIC = 'ResNet-50 (static)'
 PED = 'PED-ResNet-50'
+OFFICIAL = 'released Variational_DYConv2d'
+DETECTOR_CONFIG = osp.join(REPO, 'configs', 'pedconv',
+                           'faster-rcnn_ped-r50_fpn_1x_coco.py')
+
+
+def with_released_layers(model: nn.Module, official_dir: str) -> nn.Module:
+    """``model`` with each PEDConv layer replaced by the released
+    ``Variational_DYConv2d`` of the same shape."""
+    sys.path.insert(0, osp.abspath(official_dir))
+    from ped_layers import Variational_DYConv2d  # the released layer
+    return replace_layers(model, PEDConv2d, lambda layer: Variational_DYConv2d(
+        layer.in_channels, layer.out_channels, layer.kernel_size[0],
+        layer.stride[0], layer.padding[0], layer.dilation[0], layer.groups))
 
 
 def main():
     parser = benchmark_parser(__doc__.splitlines()[0], repeats=7)
     parser.add_argument('--no-compile', action='store_true',
                         help='skip the torch.compile rows')
+    parser.add_argument('--official', default=osp.join(
+        REPO, '..', 'shared', 'reference', 'pedconv_official'),
+        help='directory of the released ped_layers.py (skipped if absent)')
     args = parser.parse_args()
     setup(args)
+    official = args.official if args.official and osp.isfile(
+        osp.join(args.official, 'ped_layers.py')) else None
     backbone_args = dict(depth=50, out_indices=(3, ), norm_eval=False)
     models = {
         STATIC: Classifier(ResNet(**backbone_args)),
@@ -38,7 +70,19 @@ def main():
     tasks = standard_tasks(models, args.size)
     if not args.no_compile:
         tasks.update(compiled_inference_tasks(models, args.size))
-    report(measure(tasks, args.repeats), None, list(models), args, 'pedconv')
+    names = list(models)
+    if official:
+        released = {OFFICIAL: Classifier(with_released_layers(
+            PEDResNet(**backbone_args), official))}
+        for task, runners in standard_tasks(released, args.size).items():
+            tasks[task].update(runners)
+        names.append(OFFICIAL)
+    if not args.no_detector:
+        tasks.update(detector_train_tasks({
+            STATIC: build_detector(),
+            PED: build_detector(DETECTOR_CONFIG),
+        }))
+    report(measure(tasks, args.repeats), None, names, args, 'pedconv')
 
 
 if __name__ == '__main__':

@@ -105,6 +105,94 @@ def compiled_inference_tasks(models: Dict[str, nn.Module], size: int
     return tasks
 
 
+def replace_layers(model: nn.Module, kind: type,
+                   build: Callable[[nn.Module], Optional[nn.Module]]
+                   ) -> nn.Module:
+    """Replace every ``kind`` layer of ``model`` by ``build(layer)`` (a
+    layer left as it is where that returns None)."""
+    for name, layer in list(model.named_modules()):
+        if not isinstance(layer, kind):
+            continue
+        replacement = build(layer)
+        if replacement is not None:
+            parent, _, child = name.rpartition('.')
+            setattr(model.get_submodule(parent), child, replacement)
+    return model
+
+
+def detection_batch(batch: int, size: int, num_classes: int = 80,
+                    boxes_per_image: int = 8, seed: int = 0) -> dict:
+    """A batch in the layout an mmdet detector's ``train_step`` takes: uint8
+    images and data samples with random ground-truth boxes and labels."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    generator = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append((255 * torch.rand(3, size, size, generator=generator)
+                       ).to(torch.uint8))
+        corner = 0.7 * size * torch.rand(boxes_per_image, 2,
+                                         generator=generator)
+        extent = 16 + 0.3 * size * torch.rand(boxes_per_image, 2,
+                                              generator=generator)
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(size, size), ori_shape=(size, size),
+            scale_factor=(1.0, 1.0), flip=False))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([corner, (corner + extent).clamp(max=size)], 1),
+            labels=torch.randint(0, num_classes, (boxes_per_image, ),
+                                 generator=generator))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+#: The stock detector every method's detector row is measured in.
+FASTER_RCNN = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+
+
+def build_detector(config: str = FASTER_RCNN,
+                   backbone: Optional[dict] = None) -> nn.Module:
+    """A detector from a config (``backbone`` replaces its backbone dict),
+    randomly initialised: no pre-trained weights are loaded."""
+    from mmengine.config import Config
+
+    from mmdgconv.deploy import build_model
+    if '::' in config:  # a toolbox's own config, e.g. 'mmdet::...'
+        package, relative = config.split('::')
+        module = __import__(package)
+        config = osp.join(osp.dirname(module.__file__), '.mim', 'configs',
+                          relative)
+    cfg = Config.fromfile(config)
+    if backbone is not None:
+        cfg.model.backbone = backbone
+    cfg.model.backbone.init_cfg = None
+    return build_model(cfg)
+
+
+def detector_train_tasks(detectors: Dict[str, nn.Module], batch: int = 2,
+                         size: int = 512,
+                         optimizer_for: Optional[Callable[
+                             [nn.Module], torch.optim.Optimizer]] = None
+                         ) -> Dict[str, Dict[str, Callable[[], None]]]:
+    """One training iteration of each detector, as mmengine's Runner runs
+    it (``model.train_step`` with an ``OptimWrapper``), on one shared
+    random batch.
+
+    Returns:
+        dict: Task name -> model name -> a callable running it once.
+    """
+    from mmengine.optim import OptimWrapper
+    data = detection_batch(batch, size)
+    optimizer_for = optimizer_for or (lambda model: sgd(model.parameters()))
+    runners = {}
+    for name, model in detectors.items():
+        model.train()
+        wrapper = OptimWrapper(optimizer_for(model))
+        runners[name] = lambda m=model, w=wrapper: m.train_step(data, w)
+    return {f'Faster R-CNN + FPN train iteration, batch {batch}, '
+            f'{size}x{size}': runners}
+
+
 def measure(tasks: Dict[str, Dict[str, Callable[[], None]]],
             repeats: int) -> Dict[str, Dict[str, List[float]]]:
     """Seconds per run, interleaving the models round by round so that any
@@ -279,6 +367,9 @@ def benchmark_parser(description: str,
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--update-readme', action='store_true')
+    parser.add_argument(
+        '--no-detector', action='store_true',
+        help='skip the Faster R-CNN train-iteration row (batch 2, 512x512)')
     return parser
 
 

@@ -14,5 +14,5 @@ model = dict(
         norm_eval=False,
         style='pytorch',
         coc_cfg=dict(
-            sa=2, sk_plus=2, dilat=True, skip=True, super_ws=True, sbn='LN',
-            ws='LN', c1x1=False)))
+            sa=2, sk_plus=2, skip=True, dilat=True, wsc=True, share='ci',
+            ws='LN', both=True, sbn='LN', c1x1=False)))

@@ -19,7 +19,7 @@ model = dict(
         style='pytorch',
         # The official ResNet setting (mmdgconv.models.backbones.resnet_coc).
         coc_cfg=dict(
-            sa=2, sk_plus=2, dilat=True, skip=True, super_ws=True, sbn='LN',
-            ws='LN', c1x1=False),
+            sa=2, sk_plus=2, skip=True, dilat=True, wsc=True, share='ci',
+            ws='LN', both=True, sbn='LN', c1x1=False),
         init_cfg=dict(
             type='Pretrained', prefix='backbone.', checkpoint=pretrained)))

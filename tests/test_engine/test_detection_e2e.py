@@ -138,6 +138,7 @@ def test_coc_deploy_configs_build_plain_convs(config):
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
     keys = model.state_dict().keys()
-    assert not any(k.endswith(('super_weight', 'sbn_weight')) for k in keys)
+    assert not any(k.endswith(('super_weight', 'norm_weight', 'weight_pad'))
+                   for k in keys)
     assert model.backbone.coc_layers()  # still CoC layers, in deployed form
     assert all(layer.deploy for layer in model.backbone.coc_layers())

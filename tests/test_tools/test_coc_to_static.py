@@ -40,7 +40,7 @@ def retinanet(synthetic_coco, tmp_path):
     # Trained-looking super kernels and norms, not their initial values.
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.endswith(('sbn_weight', 'sbn_bias')):
+            if name.endswith(('norm_weight', 'norm_bias')):
                 param.uniform_(0.5, 1.5)
     checkpoint = str(tmp_path / 'trained.pth')
     torch.save(dict(meta=dict(epoch=12, note='kept'),

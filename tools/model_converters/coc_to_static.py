@@ -53,7 +53,7 @@ def convert(args) -> float:
     model = build_model(cfg)
     checkpoint = load_state_dict_strict(model, args.checkpoint, args.config)
     layers = [(name, m) for name, m in model.named_modules()
-              if isinstance(m, CoCConv2d) and m.with_coc and not m.deploy]
+              if isinstance(m, CoCConv2d) and not m.deploy]
     if not layers:
         raise ConversionError(
             f'the model built from {args.config} has no CoC layer to '

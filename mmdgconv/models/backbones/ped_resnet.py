@@ -13,8 +13,11 @@ from mmdgconv.models.layers import PEDConv2d
 from mmdgconv.registry import MODELS
 from .backbone_mixin import BackboneMixin
 
-#: The released model's setting: rank 1, a C_in/16 generator, multiplicative
-#: modulation, logit noise 0.1 in training, no info-max decoder.
+#: The released layer's setting: rank 1, a C_in/16 generator, multiplicative
+#: modulation, logit noise 0.1 in training. The released training always adds
+#: the info-max term (0.001 * sum of the layers' MSE); the PED configs turn it
+#: on with ``info_max=True`` and ``PEDInfoMaxHook``. It is off here because a
+#: decoder without the hook would get no gradient.
 DEFAULT_PED_CFG = dict(
     type='PEDConv',
     rank=1,

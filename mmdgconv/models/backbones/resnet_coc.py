@@ -1,7 +1,7 @@
 """ResNet-CoC: ResNet whose stem and 3x3 convs are convolutions of
 convolutions.
 
-Paper: Li, Wu and Zhao, "Convolution of Convolution: Let Kernels Spatially
+Paper: Zhao, Li and Wu, "Convolution of Convolution: Let Kernels Spatially
 Collaborate", CVPR 2022.
 https://openaccess.thecvf.com/content/CVPR2022/html/Zhao_Convolution_of_Convolution_Let_Kernels_Spatially_Collaborate_CVPR_2022_paper.html
 """
@@ -13,18 +13,20 @@ from mmdgconv.models.layers import CoCConv2d
 from mmdgconv.registry import MODELS
 from .backbone_mixin import BackboneMixin
 
-#: The official ResNet setting: the poster's best hyper-parameters, a
+#: The released code's ResNet setting (its ``resnet*_coc`` configs): a
 #: weight-standardised super conv followed by LayerNorm, LayerNorm on the
 #: final kernels, plain 1x1 convs.
 DEFAULT_COC_CFG = dict(
     type='CoC',
     sa=2,
     sk_plus=2,
-    dilat=True,
     skip=True,
-    super_ws=True,
-    sbn='LN',
+    dilat=True,
+    wsc=True,
+    share='ci',
     ws='LN',
+    both=True,
+    sbn='LN',
     c1x1=False)
 
 
@@ -115,7 +117,9 @@ class ResNetCoC(BackboneMixin, ResNet):
         ]
 
     def switch_to_deploy(self):
-        """Re-parameterise every CoC layer into a plain conv."""
-        for layer in self.coc_layers():
-            layer.switch_to_deploy()
+        """Re-parameterise every CoC layer (and weight-standardised 1x1,
+        ``c1x1_ws``) into a plain conv."""
+        for layer in self.modules():
+            if isinstance(layer, CoCConv2d):
+                layer.switch_to_deploy()
         self.deploy = True

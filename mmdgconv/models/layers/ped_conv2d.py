@@ -51,9 +51,12 @@ class PEDConv2d(nn.Conv2d):
         noise_std (float): Std of the noise added to the head logits in
             training; 0 disables it. Default: 0.1.
         info_max (bool): Build the information-maximisation decoder, which
-            reconstructs the (detached) pooled input from the sampled factors;
-            its MSE is read by :class:`~mmdgconv.engine.PEDInfoMaxHook`.
-            Default: False.
+            reconstructs the (detached) pooled input from the sampled
+            pre-sigmoid logits (the paper's eqs. 5-6, as the released code);
+            :class:`~mmdgconv.engine.PEDInfoMaxHook` adds its MSE to the
+            loss. The released training always adds it; it is off by default
+            here only because without that hook the decoder would get no
+            gradient (which DDP rejects). Default: False.
         info_max_weight (float): Weight of that MSE in the training loss.
             Default: 0.001.
 
@@ -164,11 +167,12 @@ class PEDConv2d(nn.Conv2d):
         logits = F.linear(hidden.relu_(), self.heads.weight, self.heads.bias)
         if self.training and self.noise_std > 0:
             logits = logits + self.noise_std * torch.randn_like(logits)
-        sampled = torch.sigmoid(logits)
         if self.info_max and self.training:
+            # As the released code: the decoder reads the pre-sigmoid
+            # samples (the variational latents), not the factors.
             self.info_max_loss = F.mse_loss(
-                self.decoder(sampled), context.detach())
-        return sampled
+                self.decoder(logits), context.detach())
+        return torch.sigmoid(logits)
 
     def sample_kernels(self, factors) -> Tensor:
         """The kernel of every sample, (B, C_out, C_in / groups, kh, kw)."""

@@ -25,7 +25,7 @@ def test_official_placement_and_shapes(depth, num_coc):
     model = ResNetCoC(depth=depth, base_channels=16).eval()
     layers = model.coc_layers()
     assert len(layers) == num_coc  # the stem and every 3x3 conv
-    assert layers[0] is model.conv1 and layers[0].super_size == 5
+    assert layers[0] is model.conv1 and layers[0].super_size == (5, 5)
     assert all(layer.kernel_size == (3, 3) for layer in layers[1:])
     for module in model.modules():  # 1x1 convs stay plain
         if isinstance(module, CoCConv2d) and module.kernel_size == (1, 1):
@@ -51,8 +51,10 @@ def test_same_shapes_as_resnet_apart_from_coc_parameters():
     ours = {k: v.shape for k, v in ResNetCoC(depth=50).state_dict().items()}
     theirs = {k: v.shape for k, v in ResNet(depth=50).state_dict().items()}
     extra = {k for k in ours if k not in theirs}
-    assert all(k.rsplit('.', 1)[1] in ('super_weight', 'sbn_weight',
-                                       'sbn_bias') for k in extra)
+    assert all(k.rsplit('.', 1)[1] in (
+        'super_weight', 'super_norm_weight', 'super_norm_bias',
+        'final_norm_weight', 'final_norm_bias') for k in extra)
+    assert any(k.endswith('final_norm_weight') for k in extra)
     assert all(ours[k] == shape for k, shape in theirs.items())
 
 
