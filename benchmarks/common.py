@@ -153,7 +153,13 @@ FASTER_RCNN = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 def build_detector(config: str = FASTER_RCNN,
                    backbone: Optional[dict] = None) -> nn.Module:
     """A detector from a config (``backbone`` replaces its backbone dict),
-    randomly initialised: no pre-trained weights are loaded."""
+    randomly initialised: no pre-trained weights are loaded.
+
+    The backbone's norms use batch statistics (``norm_eval=False``): with
+    random weights, frozen statistics (mean 0, variance 1) do not normalise,
+    and the activations of some backbones overflow to inf, which changes
+    what the heads compute (and how fast). Frozen stages stay frozen.
+    """
     from mmengine.config import Config
 
     from mmdgconv.deploy import build_model
@@ -166,6 +172,7 @@ def build_detector(config: str = FASTER_RCNN,
     if backbone is not None:
         cfg.model.backbone = backbone
     cfg.model.backbone.init_cfg = None
+    cfg.model.backbone.norm_eval = False
     return build_model(cfg)
 
 

@@ -533,7 +533,12 @@ class CoCConv2d(nn.Conv2d):
         return not any(p.requires_grad for p in self.parameters(False))
 
     def train(self, mode: bool = True):
-        self.__dict__.pop('_kernel_cache', None)
+        # Entering training, or leaving it: mmengine's EMAHook swaps the
+        # averaged weights in through ``param.data`` (invisible to version
+        # counters) just before the val loop calls ``eval()``. Repeated
+        # ``eval()`` calls keep the cache.
+        if mode or self.training:
+            self.__dict__.pop('_kernel_cache', None)
         return super().train(mode)
 
     def _apply(self, fn, recurse=True):

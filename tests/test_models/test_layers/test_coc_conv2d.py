@@ -191,6 +191,7 @@ def test_eval_computes_the_kernel_once(cached):
     x = torch.randn(2, 8, 6, 6)
     with torch.no_grad():
         first = cached(x)
+        cached.eval()  # already in eval mode: the cache stays
         second = cached(x)
     with torch.inference_mode():
         third = cached(x)
@@ -390,3 +391,17 @@ def test_a_version1_backbone_checkpoint_loads_exactly():
         out = model(x)
         model.switch_to_deploy()
         torch.testing.assert_close(model(x), out)
+
+
+def test_an_ema_swap_through_data_is_seen_at_the_next_eval(cached):
+    """mmengine's EMAHook swaps weights in through ``param.data`` (no version
+    bump) while the model trains, then the val loop calls ``eval()``."""
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        cached(x)
+    cached.train()
+    averaged = cached.super_weight.detach() + 1
+    cached.super_weight.data.copy_(averaged)
+    cached.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(cached(x), live(cached, x))
