@@ -58,8 +58,77 @@ def apply_run_options(cfg: Config, config_path: str,
                                 osp.splitext(osp.basename(config_path))[0])
 
 
+class ResumeError(RuntimeError):
+    """The checkpoint to resume from cannot continue a training run."""
+
+
+def prepare_resume(cfg: Config, resume: Optional[str]) -> None:
+    """Set up ``--resume`` and check the checkpoint before anything is built.
+
+    - ``'auto'`` resumes from the work dir's latest checkpoint (mmengine's
+      ``last_checkpoint``), or starts afresh when there is none.
+    - The checkpoint must be a training checkpoint: one with the iteration,
+      epoch and message-hub state mmengine writes, not weights alone.
+    - A config without ``randomness.seed`` takes the checkpoint's seed, so
+      the sampler and the data workers are seeded as in the original run
+      (mmengine builds them before it reads the checkpoint's seed).
+
+    Args:
+        cfg (Config): The config, changed in place.
+        resume (str, optional): ``--resume``: None, ``'auto'`` or a path.
+
+    Raises:
+        ResumeError: The checkpoint is not a training checkpoint.
+        FileNotFoundError: The named checkpoint does not exist.
+    """
+    if resume is None:
+        return
+    from mmengine.runner import find_latest_checkpoint
+
+    from mmdgconv.utils import load_checkpoint_safely
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+        path = find_latest_checkpoint(cfg.work_dir)
+        if path is None:
+            return
+    else:
+        cfg.resume, cfg.load_from = True, resume
+        path = resume
+    checkpoint = load_checkpoint_safely(path, map_location='cpu')
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    missing = [key for key in ('meta', 'state_dict', 'message_hub')
+               if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if not missing and not {'epoch', 'iter'} <= set(meta or {}):
+        missing = ['meta.epoch', 'meta.iter']
+    if missing:
+        raise ResumeError(
+            f'cannot resume from {path}: it is not a training checkpoint '
+            f'(it has no {", ".join(missing)}). To start a new run from its '
+            f'weights, use --cfg-options load_from={path} instead.')
+    randomness = dict(cfg.get('randomness') or {})
+    if randomness.get('seed') is None and meta.get('seed') is not None:
+        randomness['seed'] = meta['seed']
+        cfg.randomness = randomness
+
+
+#: Added to every run built by :func:`build_runner`.
+EXACT_RESUME_HOOK = 'mmdgconv.ExactResumeHook'
+
+
+def add_exact_resume_hook(cfg: Config) -> None:
+    """Add :class:`~mmdgconv.engine.ExactResumeHook` to ``custom_hooks``
+    unless the config has it already."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    names = {EXACT_RESUME_HOOK, EXACT_RESUME_HOOK.split('.')[-1]}
+    if not any(isinstance(h, dict) and h.get('type') in names
+               for h in hooks):
+        hooks.append(dict(type=EXACT_RESUME_HOOK))
+    cfg.custom_hooks = hooks
+
+
 def build_runner(cfg: Config) -> Runner:
-    """Build the config's runner (a custom ``runner_type`` if it names one).
+    """Build the config's runner (a custom ``runner_type`` if it names one),
+    with :class:`~mmdgconv.engine.ExactResumeHook` added.
 
     Args:
         cfg (Config): A loaded config.
@@ -67,6 +136,8 @@ def build_runner(cfg: Config) -> Runner:
     Returns:
         Runner: The runner.
     """
+    import mmdgconv.engine  # noqa: F401 (registers the hook)
+    add_exact_resume_hook(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

@@ -17,8 +17,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmdgconv.apis import (apply_run_options, build_runner,  # noqa: E402
-                           load_config)
+from mmdgconv.apis import (ResumeError, apply_run_options,  # noqa: E402
+                           build_runner, load_config, prepare_resume)
+from mmdgconv.utils import CheckpointSafetyError  # noqa: E402
 
 
 def parse_args():
@@ -58,10 +59,10 @@ def main():
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, args.resume
+    try:
+        prepare_resume(cfg, args.resume)
+    except (ResumeError, CheckpointSafetyError, FileNotFoundError) as error:
+        raise SystemExit(f'error: {error}')
     build_runner(cfg).train()
 
 

@@ -1,7 +1,7 @@
-from .hooks import (LossTermHook, PEDInfoMaxHook, ResourceConstraintHook,
-                    TrainProgressBarHook)
+from .hooks import (ExactResumeHook, LossTermHook, PEDInfoMaxHook,
+                    ResourceConstraintHook, TrainProgressBarHook)
 
 __all__ = [
-    'LossTermHook', 'PEDInfoMaxHook', 'ResourceConstraintHook',
-    'TrainProgressBarHook'
+    'ExactResumeHook', 'LossTermHook', 'PEDInfoMaxHook',
+    'ResourceConstraintHook', 'TrainProgressBarHook'
 ]

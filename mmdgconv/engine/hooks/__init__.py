@@ -1,9 +1,10 @@
+from .exact_resume_hook import ExactResumeHook
 from .loss_term_hook import LossTermHook
 from .ped_info_max_hook import PEDInfoMaxHook
 from .progress_bar_hook import TrainProgressBarHook
 from .resource_constraint_hook import ResourceConstraintHook
 
 __all__ = [
-    'LossTermHook', 'PEDInfoMaxHook', 'ResourceConstraintHook',
-    'TrainProgressBarHook'
+    'ExactResumeHook', 'LossTermHook', 'PEDInfoMaxHook',
+    'ResourceConstraintHook', 'TrainProgressBarHook'
 ]
