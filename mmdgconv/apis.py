@@ -111,24 +111,60 @@ def prepare_resume(cfg: Config, resume: Optional[str]) -> None:
         cfg.randomness = randomness
 
 
+class CheckpointMismatchError(ResumeError):
+    """A checkpoint does not fit the model its config builds."""
+
+
+def check_checkpoint_fits(runner: Runner, checkpoint_path: str,
+                          config_path: str) -> None:
+    """Check that a checkpoint holds exactly the weights of the runner's
+    model: every key, none extra, every shape.
+
+    Raises:
+        CheckpointMismatchError: It does not, with the missing, unexpected
+            and mis-shaped keys named.
+        CheckpointSafetyError: It is unreadable, corrupted or unsafe.
+    """
+    from mmengine.model import is_model_wrapper
+
+    from mmdgconv.utils import load_checkpoint_safely
+    from mmdgconv.utils.state_dict_match import (state_dict_mismatch,
+                                                 strip_module_prefix)
+    checkpoint = load_checkpoint_safely(checkpoint_path, map_location='cpu')
+    if not isinstance(checkpoint, dict):
+        raise CheckpointMismatchError(
+            f'{checkpoint_path} holds a {type(checkpoint).__name__}, not a '
+            'checkpoint')
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    mismatch = state_dict_mismatch(
+        model.state_dict(),
+        strip_module_prefix(checkpoint.get('state_dict', checkpoint)))
+    if mismatch:
+        raise CheckpointMismatchError(
+            f'checkpoint {checkpoint_path} does not fit the model built from '
+            f'{config_path}: {mismatch}. Is it the checkpoint of another '
+            'model? (--non-strict evaluates anyway.)')
+
+
 #: Added to every run built by :func:`build_runner`.
-EXACT_RESUME_HOOK = 'mmdgconv.ExactResumeHook'
+DEFAULT_HOOKS = ('mmdgconv.ExactResumeHook', 'mmdgconv.CheckpointDigestHook')
 
 
-def add_exact_resume_hook(cfg: Config) -> None:
-    """Add :class:`~mmdgconv.engine.ExactResumeHook` to ``custom_hooks``
-    unless the config has it already."""
+def add_default_hooks(cfg: Config) -> None:
+    """Add :data:`DEFAULT_HOOKS` to ``custom_hooks``, each unless the config
+    has it already (with or without the ``mmdgconv.`` prefix)."""
     hooks = list(cfg.get('custom_hooks') or [])
-    names = {EXACT_RESUME_HOOK, EXACT_RESUME_HOOK.split('.')[-1]}
-    if not any(isinstance(h, dict) and h.get('type') in names
-               for h in hooks):
-        hooks.append(dict(type=EXACT_RESUME_HOOK))
+    present = {h.get('type') for h in hooks if isinstance(h, dict)}
+    for name in DEFAULT_HOOKS:
+        if not present & {name, name.split('.')[-1]}:
+            hooks.append(dict(type=name))
     cfg.custom_hooks = hooks
 
 
 def build_runner(cfg: Config) -> Runner:
     """Build the config's runner (a custom ``runner_type`` if it names one),
-    with :class:`~mmdgconv.engine.ExactResumeHook` added.
+    with :data:`DEFAULT_HOOKS` added: exact resume and checkpoint digests.
 
     Args:
         cfg (Config): A loaded config.
@@ -136,8 +172,8 @@ def build_runner(cfg: Config) -> Runner:
     Returns:
         Runner: The runner.
     """
-    import mmdgconv.engine  # noqa: F401 (registers the hook)
-    add_exact_resume_hook(cfg)
+    import mmdgconv.engine  # noqa: F401 (registers the hooks)
+    add_default_hooks(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

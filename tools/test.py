@@ -1,5 +1,9 @@
 """Test (evaluate) a checkpoint of any mmdgconv config.
 
+The checkpoint must match the model the config builds, key for key and
+shape for shape; a checkpoint of another model would otherwise evaluate
+random weights. ``--non-strict`` loads what matches, as mmengine does.
+
 Example:
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl]
 """
@@ -13,8 +17,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmdgconv.apis import (apply_run_options, build_runner,  # noqa: E402
-                           load_config)
+from mmdgconv.apis import (ResumeError, apply_run_options,  # noqa: E402
+                           build_runner, check_checkpoint_fits, load_config)
+from mmdgconv.utils import CheckpointSafetyError  # noqa: E402
 
 
 def parse_args():
@@ -24,6 +29,10 @@ def parse_args():
     parser.add_argument('--work-dir', help='where to save the metrics')
     parser.add_argument(
         '--out', help='also dump the raw predictions to this pickle file')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='evaluate even if the checkpoint lacks some of the model\'s '
+        'weights or has others (they are reported, the rest is loaded)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
         help='override config settings')
@@ -51,6 +60,11 @@ def main():
         cfg.test_evaluator.append(
             dict(type='DumpResults', out_file_path=args.out))
     runner = build_runner(cfg)
+    if not args.non_strict:
+        try:
+            check_checkpoint_fits(runner, args.checkpoint, args.config)
+        except (ResumeError, CheckpointSafetyError) as error:
+            raise SystemExit(f'error: {error}')
     metrics = runner.test()
     # Plain numbers (toolboxes return numpy scalars too), one line.
     print({k: round(float(v), 4) if isinstance(v, numbers.Real) else v

@@ -10,6 +10,9 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from mmdgconv.utils import load_checkpoint_safely
+from mmdgconv.utils.checkpoint_integrity import record_digest
+from mmdgconv.utils.state_dict_match import (state_dict_mismatch,
+                                             strip_module_prefix)
 
 
 class ConversionError(RuntimeError):
@@ -51,69 +54,168 @@ def load_state_dict_strict(model: torch.nn.Module, checkpoint_path: str,
         raise ConversionError(
             f'{checkpoint_path} holds a {type(checkpoint).__name__}, not a '
             'checkpoint dict')
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    state_dict = {
-        k[len('module.'):] if k.startswith('module.') else k: v
-        for k, v in state_dict.items()
-    }
-    missing, unexpected, shapes = _compare(model.state_dict(), state_dict)
-    if missing or unexpected or shapes:
-        details = []
-        for label, keys in (('missing keys', missing),
-                            ('unexpected keys', unexpected),
-                            ('shape mismatches', shapes)):
-            if keys:
-                shown = ', '.join(keys[:8])
-                shown += ', ...' if len(keys) > 8 else ''
-                details.append(f'{len(keys)} {label} ({shown})')
+    state_dict = strip_module_prefix(checkpoint.get('state_dict', checkpoint))
+    mismatch = state_dict_mismatch(model.state_dict(), state_dict)
+    if mismatch:
         raise ConversionError(
             f'checkpoint {checkpoint_path} does not match the model built '
-            f'from {config_path}: ' + '; '.join(details))
+            f'from {config_path}: {mismatch}')
     model.load_state_dict(state_dict, strict=True)
     return checkpoint
-
-
-def _compare(expected: dict, actual: dict) -> Tuple[list, list, list]:
-    missing = sorted(set(expected) - set(actual))
-    unexpected = sorted(set(actual) - set(expected))
-    shapes = sorted(
-        f'{k}: {tuple(actual[k].shape)} vs {tuple(expected[k].shape)}'
-        for k in set(expected) & set(actual)
-        if hasattr(actual[k], 'shape')
-        and actual[k].shape != expected[k].shape)
-    return missing, unexpected, shapes
 
 
 def check_output_path(out_path: str, *inputs: str) -> None:
     """Refuse to overwrite an input, and fail early on an unwritable path.
 
+    The output's directory is created when missing, and writability is
+    probed by creating and removing a real file there: ``os.access`` says
+    yes for root under ``/sys`` or ``/proc``, and on read-only mounts.
+    Temporary files that a killed earlier write left for ``out_path`` are
+    removed.
+
     Raises:
-        ConversionError: ``out_path`` is one of ``inputs``, or its directory
-            cannot be written.
+        ConversionError: ``out_path`` is one of ``inputs``, is a directory,
+            or cannot be written.
     """
     for path in inputs:
         if osp.exists(out_path) and osp.exists(path) and osp.samefile(
                 out_path, path):
             raise ConversionError(
                 f'refusing to overwrite the input {path} with the output')
+    if osp.isdir(out_path):
+        raise ConversionError(f'output {out_path} is a directory; give a '
+                              'file name')
     directory = osp.dirname(osp.abspath(out_path))
-    if not osp.isdir(directory):
-        raise ConversionError(f'output directory {directory} does not exist')
-    if not os.access(directory, os.W_OK):
-        raise ConversionError(f'output directory {directory} is not writable')
+    try:
+        os.makedirs(directory, exist_ok=True)
+        handle, probe = temp_file_for(out_path)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        raise ConversionError(
+            f'cannot write {out_path}: {error.strerror or error}') from None
+    remove_stale_temp_files(out_path)
+
+
+#: Temporary files are ``.<output>.mmdgconv-tmp.<pid>.<random><ext>``, next
+#: to the output, so a killed writer's leftovers can be told from anything
+#: else and from another live writer's.
+_TEMP_MARK = '.mmdgconv-tmp.'
+
+
+def temp_file_for(out_path: str) -> Tuple[int, str]:
+    """A new temporary file beside ``out_path`` with its extension.
+
+    Returns:
+        tuple[int, str]: An open OS-level handle and the path.
+    """
+    return tempfile.mkstemp(
+        prefix=f'.{osp.basename(out_path)}{_TEMP_MARK}{os.getpid()}.',
+        suffix=osp.splitext(out_path)[1],
+        dir=osp.dirname(osp.abspath(out_path)))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temp_files(out_path: str) -> list:
+    """Remove the temporary files of writes to ``out_path`` whose process
+    is gone (killed mid-write), never another live writer's.
+
+    Returns:
+        list: The removed paths.
+    """
+    directory = osp.dirname(osp.abspath(out_path))
+    prefix = f'.{osp.basename(out_path)}{_TEMP_MARK}'
+    removed = []
+    for name in os.listdir(directory):
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split('.', 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            path = osp.join(directory, name)
+            try:
+                os.remove(path)
+                removed.append(path)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def finish_temp_file(tmp_path: str, out_path: str) -> None:
+    """Give a written temporary file the mode a plain ``open()`` would
+    (``0666`` less the umask, not ``mkstemp``'s ``0600``) and move it onto
+    ``out_path`` in one step."""
+    os.chmod(tmp_path, 0o666 & ~_umask())
+    os.replace(tmp_path, out_path)
+
+
+def write_atomically(write, out_path: str, binary: bool = True) -> None:
+    """Call ``write(file)`` on a temporary file beside ``out_path``, then
+    move it there, so ``out_path`` is either complete or untouched."""
+    handle, tmp_path = temp_file_for(out_path)
+    try:
+        with os.fdopen(handle, 'wb' if binary else 'w') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        finish_temp_file(tmp_path, out_path)
+    except BaseException:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
 
 
 def save_atomically(obj, out_path: str) -> None:
     """``torch.save`` through a temporary file in the same directory, so
-    ``out_path`` is either the complete new file or untouched."""
-    directory = osp.dirname(osp.abspath(out_path))
-    handle, tmp_path = tempfile.mkstemp(
-        prefix='.' + osp.basename(out_path) + '.', dir=directory)
+    ``out_path`` is either the complete new file or untouched.
+
+    A dict checkpoint gets its SHA-256 recorded in ``meta['sha256']``, which
+    loading checks.
+    """
+    if isinstance(obj, dict):
+        record_digest(obj)
+    write_atomically(lambda f: torch.save(obj, f), out_path)
+
+
+def save_pair_atomically(*items) -> None:
+    """Save several checkpoints that belong together, all or none.
+
+    Every file is written and synced to a temporary name first; only then
+    are they moved into place, so a failure while writing (a full disk, an
+    interrupt) leaves none of the outputs changed.
+
+    Args:
+        *items: ``(obj, out_path)`` pairs.
+    """
+    written = []
     try:
-        with os.fdopen(handle, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp_path, out_path)
+        for obj, out_path in items:
+            if isinstance(obj, dict):
+                record_digest(obj)
+            handle, tmp_path = temp_file_for(out_path)
+            written.append((tmp_path, out_path))
+            with os.fdopen(handle, 'wb') as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp_path, out_path in written:
+            finish_temp_file(tmp_path, out_path)
     except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
+        for tmp_path, _ in written:
+            if osp.exists(tmp_path):
+                os.remove(tmp_path)
         raise

@@ -10,6 +10,11 @@ from typing import Dict, Tuple
 
 import torch
 
+#: Key prefixes of OpenMMLab models (mmdgconv's own checkpoints included).
+_OPENMMLAB_PREFIXES = ('backbone.', 'neck.', 'head.', 'cls_head.',
+                       'rpn_head.', 'roi_head.', 'bbox_head.',
+                       'data_preprocessor.')
+
 #: Buffers of the reference DGConv2d that are constants, not weights.
 _REFERENCE_CONSTANTS = ('.D', '.I')
 
@@ -32,9 +37,23 @@ def reference_to_mmpretrain(
     Raises:
         KeyError: The state dict is not a reference G_ResNet's.
     """
-    if not any(k.endswith('conv2.gate') for k in state_dict):
-        raise KeyError('no "layerX.Y.conv2.gate" keys: this is not a state '
-                       'dict of the reference G_ResNet')
+    keys = [k[len('module.'):] if k.startswith('module.') else k
+            for k in state_dict]
+    if any(k.startswith(_OPENMMLAB_PREFIXES) for k in keys):
+        raise KeyError(
+            'it is not a reference G_ResNet checkpoint: its keys start with '
+            '"backbone." as in mmdgconv and OpenMMLab models, so it is '
+            'already in mmdgconv\'s format; load it directly (load_from, or '
+            "init_cfg=dict(type='Pretrained')) instead of importing it")
+    missing = [what for what, present in (
+        ('"layerX.Y.conv2.gate"', any(k.endswith('.conv2.gate')
+                                      for k in keys)),
+        ('"layerX.Y.conv2.conv.weight"', any(k.endswith('.conv2.conv.weight')
+                                             for k in keys)),
+        ('"fc.weight"', 'fc.weight' in keys)) if not present]
+    if missing:
+        raise KeyError('it is not a reference G_ResNet checkpoint: it has no '
+                       + ', no '.join(missing) + ' keys')
     classifier = {}
     for key, value in state_dict.items():
         key = key[len('module.'):] if key.startswith('module.') else key

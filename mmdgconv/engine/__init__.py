@@ -1,7 +1,8 @@
-from .hooks import (ExactResumeHook, LossTermHook, PEDInfoMaxHook,
-                    ResourceConstraintHook, TrainProgressBarHook)
+from .hooks import (CheckpointDigestHook, ExactResumeHook, LossTermHook,
+                    PEDInfoMaxHook, ResourceConstraintHook,
+                    TrainProgressBarHook)
 
 __all__ = [
-    'ExactResumeHook', 'LossTermHook', 'PEDInfoMaxHook',
-    'ResourceConstraintHook', 'TrainProgressBarHook'
+    'CheckpointDigestHook', 'ExactResumeHook', 'LossTermHook',
+    'PEDInfoMaxHook', 'ResourceConstraintHook', 'TrainProgressBarHook'
 ]

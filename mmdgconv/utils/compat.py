@@ -29,6 +29,8 @@ from typing import List
 
 import torch
 
+from .checkpoint_integrity import DIGEST_KEY, digest_mismatch, foreign_format
+
 _DRN_PACKAGE = 'mmaction.models.localizers.drn'
 _DRN_MODULE = _DRN_PACKAGE + '.drn'
 
@@ -160,6 +162,21 @@ def load_checkpoint_safely(filename: str, map_location=None):
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'Checkpoint {filename} can not be found.')
+    foreign = foreign_format(filename)
+    if foreign is not None:
+        raise CheckpointSafetyError(
+            f'{filename} is not a PyTorch checkpoint: it is {foreign}.')
+    checkpoint = _load_weights_only(filename, map_location)
+    mismatch = digest_mismatch(checkpoint)
+    if mismatch is not None:
+        raise CheckpointSafetyError(
+            f'Checkpoint {filename} is corrupted: its content does not match '
+            f"the SHA-256 recorded in its meta['{DIGEST_KEY}'] when it was "
+            f'written ({mismatch}). Use an intact copy.')
+    return checkpoint
+
+
+def _load_weights_only(filename: str, map_location):
     try:
         with torch.serialization.safe_globals(mmengine_checkpoint_allowlist()):
             return torch.load(
@@ -177,7 +194,8 @@ def load_checkpoint_safely(filename: str, map_location=None):
         }
         unsafe = [name for name in unsafe if name not in allowed]
         what = (f'objects of types outside the allow-list: {unsafe}'
-                if unsafe else f'data the safe unpickler rejects ({error})')
+                if unsafe else 'data the safe unpickler rejects '
+                f'({_unpickler_reason(error)})')
         raise CheckpointSafetyError(
             f'Refusing to load checkpoint {filename}: it holds {what}. '
             'mmdgconv only loads tensors, plain containers and the types '
@@ -187,6 +205,17 @@ def load_checkpoint_safely(filename: str, map_location=None):
         raise CheckpointSafetyError(
             f'Checkpoint {filename} is not a readable PyTorch checkpoint '
             f'(corrupted, truncated or another format): {error}') from None
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """torch's reason without its advice to load with
+    ``weights_only=False``, which would run whatever the file holds."""
+    text = str(error)
+    marker = 'WeightsUnpickler error:'
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    text = text.split('Check the documentation of torch.load')[0]
+    return ' '.join(text.split()) or type(error).__name__
 
 
 def install_safe_checkpoint_loader() -> None:

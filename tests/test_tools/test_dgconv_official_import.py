@@ -84,7 +84,29 @@ def test_foreign_and_mismatched_checkpoints_are_refused(tmp_path):
     result = _run(foreign, str(tmp_path / 'a.pth'), str(tmp_path / 'b.pth'),
                   cwd=str(tmp_path))
     assert result.returncode != 0
-    assert 'not a state dict of the reference G_ResNet' in result.stderr
+    assert 'it is not a reference G_ResNet checkpoint: it has no ' \
+        '"layerX.Y.conv2.gate"' in result.stderr
+
+    # An mmdgconv checkpoint (as tools/train.py writes) is named as such.
+    from mmdgconv.models import GResNeXt
+    ours = str(tmp_path / 'iter_100.pth')
+    backbone = GResNeXt(depth=50, groups=4, base_width=4, base_channels=16)
+    torch.save(dict(meta=dict(iter=100), state_dict={
+        'backbone.' + k: v for k, v in backbone.state_dict().items()}), ours)
+    result = _run(ours, str(tmp_path / 'a.pth'), str(tmp_path / 'b.pth'),
+                  cwd=str(tmp_path))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: {ours}: it is not a reference G_ResNet '
+                           'checkpoint'), last
+    assert "already in mmdgconv's format" in last and 'KeyError' not in \
+        result.stderr
+
+    # The same path twice would write one file over the other.
+    same = str(tmp_path / 'same.pth')
+    result = _run(ours, same, same, cwd=str(tmp_path))
+    assert result.returncode != 0 and 'give two different paths' in \
+        result.stderr
     fixture = torch.load(osp.join(DATA, 'reference_import_fixture.pt'),
                          weights_only=True)
     reference = str(tmp_path / 'ref.pth')

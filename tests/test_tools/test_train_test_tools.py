@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from mmdgconv.testing import set_score_threshold, shrink_detection_config
@@ -73,8 +74,35 @@ def test_test_tool_rejects_missing_and_corrupted_checkpoints(
                   str(corrupted), '--work-dir', str(tmp_path / 'w'),
                   cwd=str(tmp_path))
     assert result.returncode != 0
-    assert 'corrupted.pth is not a readable PyTorch checkpoint' in \
-        result.stderr
+    assert 'corrupted.pth is not a PyTorch checkpoint' in result.stderr
+
+
+@pytest.mark.slow
+def test_test_tool_refuses_the_checkpoint_of_another_model(
+        small_config, tmp_path):
+    # As an ImageNet ResNet-50's: a wider stem, a classifier, nothing else.
+    foreign = str(tmp_path / 'r50.pth')
+    torch.save(dict(meta={}, state_dict={
+        'backbone.conv1.weight': torch.zeros(64, 3, 7, 7),
+        'fc.weight': torch.zeros(1000, 2048)}), foreign)
+    test = osp.join(REPO, 'tools', 'test.py')
+    result = _run(test, small_config, foreign, '--work-dir',
+                  str(tmp_path / 'w'), cwd=str(tmp_path))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: checkpoint {foreign} does not fit the '
+                           f'model built from {small_config}'), last
+    assert 'missing keys (backbone.bn1.bias' in last
+    assert '1 unexpected keys (fc.weight)' in last
+    assert ('1 shape mismatches (backbone.conv1.weight: (64, 3, 7, 7) in '
+            'the checkpoint, (16, 3, 7, 7) in the model)') in last
+    assert 'bbox_mAP' not in result.stdout
+
+    # The way out is explicit, and then it evaluates what it has.
+    result = _run(test, small_config, foreign, '--non-strict', '--work-dir',
+                  str(tmp_path / 'w'), cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'coco/bbox_mAP'" in result.stdout
 
 
 def test_train_tool_rejects_missing_config_and_foreign_scope(tmp_path):

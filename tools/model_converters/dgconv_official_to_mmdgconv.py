@@ -22,7 +22,7 @@ from mmengine.config import DictAction  # noqa: E402
 
 from mmdgconv.apis import load_config  # noqa: E402
 from mmdgconv.deploy import (ConversionError, build_model,  # noqa: E402
-                             check_output_path, save_atomically)
+                             check_output_path, save_pair_atomically)
 from mmdgconv.deploy.official_import import \
     reference_to_mmpretrain  # noqa: E402
 from mmdgconv.utils import load_checkpoint_safely  # noqa: E402
@@ -49,12 +49,20 @@ def parse_args():
 
 
 def convert(args):
+    if osp.abspath(args.out_classifier) == osp.abspath(args.out_backbone):
+        raise ConversionError(
+            f'the classifier and the backbone would both be written to '
+            f'{args.out_classifier}; give two different paths')
     for out in (args.out_classifier, args.out_backbone):
         check_output_path(out, args.checkpoint)
     try:
         checkpoint = load_checkpoint_safely(args.checkpoint)
     except (OSError, RuntimeError) as error:
         raise ConversionError(str(error)) from None
+    if not isinstance(checkpoint, dict):
+        raise ConversionError(
+            f'{args.checkpoint} holds a {type(checkpoint).__name__}, not a '
+            'state dict')
     state = checkpoint.get('state_dict', checkpoint)
     try:
         classifier, backbone = reference_to_mmpretrain(state)
@@ -72,9 +80,9 @@ def convert(args):
             f' {error}') from None
     meta = dict(source=osp.abspath(args.checkpoint),
                 tool='dgconv_official_to_mmdgconv')
-    save_atomically(dict(meta=meta, state_dict=classifier),
-                    args.out_classifier)
-    save_atomically(dict(meta=meta, state_dict=backbone), args.out_backbone)
+    save_pair_atomically(
+        (dict(meta=meta, state_dict=classifier), args.out_classifier),
+        (dict(meta=dict(meta), state_dict=backbone), args.out_backbone))
     print(f'wrote {args.out_classifier} ({len(classifier)} tensors) and '
           f'{args.out_backbone} ({len(backbone)} tensors)')
 

@@ -29,7 +29,6 @@ import copy
 import os
 import os.path as osp
 import sys
-import tempfile
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
@@ -39,9 +38,10 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmdgconv.apis import load_config  # noqa: E402
 from mmdgconv.deploy import (ConversionError, build_model,  # noqa: E402
-                             check_output_path, load_state_dict_strict,
-                             max_abs_difference, model_outputs,
-                             random_inputs, save_atomically)
+                             check_output_path, finish_temp_file,
+                             load_state_dict_strict, max_abs_difference,
+                             model_outputs, random_inputs, save_atomically,
+                             temp_file_for, write_atomically)
 from mmdgconv.deploy.dgconv_static import (convert_model,  # noqa: E402
                                            dgconv_aware_flops,
                                            mark_deploy_in_config)
@@ -114,18 +114,7 @@ def _backbone(model):
     return getattr(model, 'backbone', model)
 
 
-def _write_text_atomically(text, path):
-    handle, tmp = tempfile.mkstemp(dir=osp.dirname(osp.abspath(path)),
-                                   prefix='.' + osp.basename(path) + '.')
-    with os.fdopen(handle, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def convert(args) -> float:
-    if not osp.isdir(args.out_dir):
-        raise ConversionError(f'output directory {args.out_dir} does not '
-                              'exist')
     out_ckpt = osp.join(args.out_dir, _stem(args.checkpoint) + '_static.pth')
     out_cfg = osp.join(args.out_dir, _stem(args.config) + '_static.py')
     out_report = osp.join(args.out_dir, _stem(args.checkpoint) +
@@ -160,8 +149,7 @@ def convert(args) -> float:
     state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
     # Verify through the generated config, as users will load it.
     text = deploy_config_text(cfg, args.config, model, args.checkpoint)
-    handle, tmp_cfg = tempfile.mkstemp(dir=args.out_dir, suffix='.py',
-                                       prefix='.deploy_')
+    handle, tmp_cfg = temp_file_for(out_cfg)
     try:
         with os.fdopen(handle, 'w') as f:
             f.write(text)
@@ -189,11 +177,12 @@ def convert(args) -> float:
             layers=len(rows), groups=[row['groups'] for row in rows],
             max_abs_difference=difference)
         save_atomically(dict(meta=meta, state_dict=state_dict), out_ckpt)
-        os.replace(tmp_cfg, out_cfg)
+        finish_temp_file(tmp_cfg, out_cfg)
     finally:
         if osp.exists(tmp_cfg):
             os.remove(tmp_cfg)
-    _write_text_atomically(format_report(rows, totals), out_report)
+    write_atomically(lambda f: f.write(format_report(rows, totals)),
+                     out_report, binary=False)
     print(format_report(rows, totals))
     print(f'wrote {out_ckpt}\n      {out_cfg}\n      {out_report}')
     return difference

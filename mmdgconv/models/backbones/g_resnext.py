@@ -3,6 +3,8 @@
 Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
 Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
 """
+import math
+
 import torch
 from mmdet.models.backbones.resnext import ResNeXt
 from mmdet.models.layers import ResLayer
@@ -145,6 +147,9 @@ class GResNeXt(BackboneMixin, ResNeXt):
             raise ValueError(
                 f'stage_with_dgconv has {len(stage_with_dgconv)} entries, but '
                 f'the backbone has num_stages={num_stages}')
+        self._check_dgconv_widths(groups, base_width,
+                                  kwargs.get('base_channels', 64),
+                                  stage_with_dgconv)
         # Read by make_res_layer, which the parent's __init__ calls.
         self.stage_with_dgconv = tuple(stage_with_dgconv)
         self.freeze_groups = freeze_groups
@@ -163,6 +168,32 @@ class GResNeXt(BackboneMixin, ResNeXt):
         if freeze_groups:
             for layer in self.dgconv_layers():
                 layer.gate.requires_grad_(False)
+
+    @staticmethod
+    def _check_dgconv_widths(groups, base_width, base_channels,
+                             stage_with_dgconv) -> None:
+        """Name ``groups``/``base_width`` (not a deep DGConv2d) when the
+        stages' 3x3 widths cannot carry DGConv's one-gate-per-bit U."""
+        for label, value in (('groups', groups), ('base_width', base_width),
+                             ('base_channels', base_channels)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f'GResNeXt: {label} must be a positive '
+                                 f'integer, got {value!r}')
+        # The bottleneck's width: floor(planes * base_width / base_channels)
+        # * groups, with planes = base_channels * 2**stage.
+        widths = [
+            math.floor(base_channels * 2**stage * base_width / base_channels)
+            * groups for stage in range(len(stage_with_dgconv))
+        ]
+        bad = [w for w, dg in zip(widths, stage_with_dgconv)
+               if dg and w & (w - 1)]
+        if bad:
+            raise ValueError(
+                f'GResNeXt: groups={groups} and base_width={base_width} give '
+                f'3x3 widths {widths}, and DGConv needs powers of two '
+                f'(one gate per channel-index bit; {bad} are not). Choose '
+                'both as powers of two, e.g. groups=32, base_width=4, or '
+                'disable DGConv in those stages with stage_with_dgconv.')
 
     def make_res_layer(self, **kwargs):
         """Pack a stage's blocks into a ``ResLayer``."""

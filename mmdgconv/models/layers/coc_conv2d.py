@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.nn.modules.utils import _pair
 
 from mmdgconv.registry import register_conv_layer
+from .conv_checks import check_conv_args, check_input_channels
 
 #: The released code's super-kernel geometry: the (size, dilation) of a
 #: dilated super kernel for a ``k``-tap kernel dimension and ``sk_plus``. It
@@ -188,6 +189,8 @@ class CoCConv2d(nn.Conv2d):
                 'wsc (with both=True when sbn is set)', DeprecationWarning)
             wsc, both = super_ws, sbn is not None
             ws = False if ws is None else ws
+        check_conv_args(name, in_channels, out_channels, kernel_size, stride,
+                        padding, dilation)
         super().__init__(
             in_channels, out_channels, kernel_size, stride=stride,
             padding=padding, dilation=dilation, groups=groups, bias=bias,
@@ -561,6 +564,7 @@ class CoCConv2d(nn.Conv2d):
         return state
 
     def forward(self, x: Tensor) -> Tensor:
+        check_input_channels(self, x)
         if not self.deploy and self._use_cache():
             weight = self._cached_final_weight()
         else:

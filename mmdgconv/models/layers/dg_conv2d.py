@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
+from .conv_checks import check_conv_args, check_input_channels
 from .dg_conv2d_grouped import (GroupLayout, gather_diagonal_blocks,
                                 grouped_dgconv, relative_step_cost)
 
@@ -158,6 +159,10 @@ class DGConv2d(nn.Conv2d):
                  deploy: bool = False,
                  device=None,
                  dtype=None) -> None:
+        check_conv_args(
+            f'DGConv2d(in_channels={in_channels}, out_channels='
+            f'{out_channels})', in_channels, out_channels, kernel_size,
+            stride, padding, dilation)
         num_gates = self._check_channels(in_channels, out_channels)
         if impl not in ('auto', 'dense', 'grouped'):
             raise ValueError(
@@ -369,11 +374,7 @@ class DGConv2d(nn.Conv2d):
         return early[2]
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f'{self.__class__.__name__}(in_channels={self.in_channels}, '
-                f'out_channels={self.out_channels}) expects input of shape '
-                f'(N, {self.in_channels}, H, W), got {tuple(x.shape)}.')
+        check_input_channels(self, x)
         if self.deploy:
             return self._static_forward(x)
         if not self.has_gates:

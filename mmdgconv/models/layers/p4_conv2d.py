@@ -29,6 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .conv_checks import check_conv_args, check_input_channels
+
 _ROTATION = np.array([[0, -1], [1, 0]])
 _FLIP = np.array([[1, 0], [0, -1]])
 
@@ -135,6 +137,8 @@ class GroupConv2d(nn.Module):
             if len(set(kernel_size)) != 1:
                 raise ValueError(f'{name}: kernels must be square')
             kernel_size = kernel_size[0]
+        check_conv_args(name, in_channels, out_channels, kernel_size, stride,
+                        padding, dilation)
         if group == 'p4m' and kernel_size % 2 == 0:
             raise ValueError(
                 f'{name}: p4m needs an odd kernel size, whose centre pixel '
@@ -189,16 +193,11 @@ class GroupConv2d(nn.Module):
         return cached[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        expected = 4 if self.lifting else 5
-        if x.dim() != expected or x.shape[1] != self.in_channels or (
-                not self.lifting and x.shape[2] != self.group_in):
-            shape = ('(N, {}, H, W)' if self.lifting else
-                     '(N, {}, ' + str(self.group_in) + ', H, W)').format(
-                         self.in_channels)
-            raise ValueError(f'{type(self).__name__} expects input of shape '
-                             f'{shape}, got {tuple(x.shape)}')
-        if not self.lifting:
-            x = x.reshape(x.shape[0], -1, *x.shape[3:])
+        check_input_channels(self, x,
+                             None if self.lifting else self.group_in)
+        if not self.lifting:  # sizes spelt out: an empty batch has no -1
+            x = x.reshape(x.shape[0], self.in_channels * self.group_in,
+                          *x.shape[3:])
         bias = None if self.bias is None else \
             self.bias.repeat_interleave(self.group_out)
         out = F.conv2d(x, self._filters(), bias, self.stride, self.padding,

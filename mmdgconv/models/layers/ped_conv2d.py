@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
+from .conv_checks import check_conv_args, check_input_channels
 
 _MODES = ('multiplicative', 'additive')
 
@@ -89,6 +90,8 @@ class PEDConv2d(nn.Conv2d):
                  dtype=None) -> None:
         name = (f'PEDConv2d({in_channels}, {out_channels}, kernel_size='
                 f'{kernel_size}, groups={groups})')
+        check_conv_args(name, in_channels, out_channels, kernel_size, stride,
+                        padding, dilation)
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f'{name}: groups must divide in_channels and '
                              'out_channels')
@@ -265,6 +268,9 @@ class PEDConv2d(nn.Conv2d):
         return self._add_bias(out, inplace)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_input_channels(self, x)
+        if x.shape[0] == 0:  # no sample to modulate; as nn.Conv2d
+            return self._conv_forward(x, self.weight, self.bias)
         if self.rank == 1 and self.mode == 'multiplicative':
             return self._forward_rank1(x)
         kernels = self.sample_kernels(self.factors(x))

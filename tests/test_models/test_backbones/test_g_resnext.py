@@ -20,7 +20,7 @@ def test_error_paths():
     with pytest.raises(ValueError, match='stage_with_dgconv has 4 entries'):
         GResNeXt(depth=50, num_stages=3, out_indices=(0, 1, 2), **TINY)
     # Widths that are not powers of two cannot carry Kronecker gates.
-    with pytest.raises(ValueError, match='in_channels=12'):
+    with pytest.raises(ValueError, match='groups=3 and base_width=4 give 3x3 widths'):
         GResNeXt(depth=50, groups=3, base_width=4, base_channels=16)
     with pytest.raises(TypeError, match='depthh'):
         GResNeXt(depth=50, depthh=50)

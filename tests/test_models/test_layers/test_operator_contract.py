@@ -1,0 +1,101 @@
+"""What every operator owes a user as a drop-in for nn.Conv2d: empty
+batches, and errors that name the layer and what it expected."""
+import pytest
+import torch
+import torch.nn as nn
+
+from mmdgconv.models import GResNeXt
+from mmdgconv.models.layers import (CoCConv2d, DGConv2d, P4ConvP4, P4ConvZ2,
+                                    P4MConvP4M, P4MConvZ2, PEDConv2d)
+
+# name: (factory, input channel shape after the batch dimension)
+OPERATORS = {
+    'DGConv2d': (lambda: DGConv2d(16, 16, 3, padding=1), (16, )),
+    'DGConv2d dense': (lambda: DGConv2d(16, 16, 3, padding=1, impl='dense'),
+                       (16, )),
+    'CoCConv2d': (lambda: CoCConv2d(16, 16, 3, padding=1, stride=2), (16, )),
+    'PEDConv2d rank 1': (lambda: PEDConv2d(16, 16, 3, padding=1), (16, )),
+    'PEDConv2d rank 2': (lambda: PEDConv2d(16, 16, 3, padding=1, rank=2),
+                         (16, )),
+    'PEDConv2d 1x1': (lambda: PEDConv2d(16, 32, 1), (16, )),
+    'P4ConvZ2': (lambda: P4ConvZ2(16, 8, 3, padding=1), (16, )),
+    'P4ConvP4': (lambda: P4ConvP4(8, 8, 3, padding=1), (8, 4)),
+    'P4MConvZ2': (lambda: P4MConvZ2(16, 8, 3, padding=1), (16, )),
+    'P4MConvP4M': (lambda: P4MConvP4M(8, 8, 3, padding=1), (8, 8)),
+}
+
+
+@pytest.mark.parametrize('name', sorted(OPERATORS))
+@pytest.mark.parametrize('training', [True, False])
+def test_an_empty_batch_gives_an_empty_output(name, training):
+    make, channels = OPERATORS[name]
+    torch.manual_seed(0)
+    layer = make().train(training)
+    full = layer(torch.rand(2, *channels, 8, 8))
+    x = torch.rand(0, *channels, 8, 8, requires_grad=training)
+    out = layer(x)
+    # The shape a batch of two has, with no sample: as nn.Conv2d does.
+    assert out.shape == (0, ) + full.shape[1:]
+    assert out.dtype == full.dtype
+    if training:
+        out.sum().backward()
+        assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize('name', sorted(OPERATORS))
+def test_wrong_channels_name_the_layer_and_the_expected_shape(name):
+    make, channels = OPERATORS[name]
+    layer = make()
+    wrong = (channels[0] + 1, ) + channels[1:]
+    with pytest.raises(ValueError) as error:
+        layer(torch.rand(1, *wrong, 8, 8))
+    message = str(error.value)
+    cls = type(layer).__name__
+    assert message.startswith(f'{cls}(in_channels={channels[0]}, ')
+    expected = ', '.join(str(c) for c in channels)
+    assert f'expects input of shape (N, {expected}, H, W)' in message
+    assert f'got {(1, ) + wrong + (8, 8)}' in message
+
+
+@pytest.mark.parametrize('make', [
+    lambda **kw: DGConv2d(16, 16, **kw),
+    lambda **kw: CoCConv2d(16, 16, **kw),
+    lambda **kw: PEDConv2d(16, 16, **kw),
+    lambda **kw: P4ConvP4(8, 8, **kw),
+    lambda **kw: P4MConvZ2(8, 8, **kw),
+])
+@pytest.mark.parametrize('bad, word', [
+    (dict(kernel_size=0), 'kernel_size'),
+    (dict(kernel_size=3, stride=0), 'stride'),
+    (dict(kernel_size=3, dilation=0), 'dilation'),
+    (dict(kernel_size=3, padding=-1), 'padding'),
+])
+def test_impossible_geometry_is_refused_at_construction(make, bad, word):
+    with pytest.raises(ValueError, match=word):
+        make(**bad)
+
+
+def test_nonpositive_channels_are_refused():
+    for make in (lambda: PEDConv2d(0, 16, 3), lambda: P4ConvZ2(8, 0, 3),
+                 lambda: CoCConv2d(16, 0, 3)):
+        with pytest.raises(ValueError, match='must be a positive integer'):
+            make()
+    # ... where nn.Conv2d itself builds them and fails only in a forward.
+    nn.Conv2d(8, 8, 0)
+
+
+@pytest.mark.parametrize('kwargs, named', [
+    (dict(groups=3), 'groups=3 and base_width=4 give 3x3 widths '
+     '[12, 24, 48, 96]'),
+    (dict(groups=4, base_width=6), 'groups=4 and base_width=6'),
+    (dict(groups=0), 'groups must be a positive integer'),
+])
+def test_g_resnext_names_groups_not_a_deep_layer(kwargs, named):
+    with pytest.raises(ValueError) as error:
+        GResNeXt(depth=50, **kwargs)
+    assert str(error.value).startswith('GResNeXt: ' + named.split(' give')[0])
+    assert named in str(error.value)
+    assert 'DGConv2d(' not in str(error.value)
+    # Stages without DGConv take any ResNeXt widths.
+    GResNeXt(depth=50, groups=3, stage_with_dgconv=(False, ) * 4,
+             base_channels=16)
