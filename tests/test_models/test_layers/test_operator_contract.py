@@ -99,3 +99,43 @@ def test_g_resnext_names_groups_not_a_deep_layer(kwargs, named):
     # Stages without DGConv take any ResNeXt widths.
     GResNeXt(depth=50, groups=3, stage_with_dgconv=(False, ) * 4,
              base_channels=16)
+
+
+def _dgconv_pair(gates):
+    torch.manual_seed(0)
+    grouped = DGConv2d(16, 16, 3, padding=1, impl='grouped')
+    with torch.no_grad():
+        grouped.gate.copy_(torch.tensor(gates))
+    dense = DGConv2d(16, 16, 3, padding=1, impl='dense')
+    dense.load_state_dict(grouped.state_dict())
+    return grouped.eval(), dense.eval()
+
+
+@pytest.mark.parametrize('bad', [float('inf'), float('nan')])
+def test_dense_and_grouped_differ_only_where_a_masked_zero_meets_a_non_finite_input(  # noqa: E501
+        bad):
+    """README's statement, exactly: dense multiplies the masked (zero)
+    weights too, and 0 * inf is NaN, so a non-finite input reaches every
+    output channel of its 3x3 neighbourhood; grouped, like the deployed
+    grouped conv, confines it to its own group's output channels."""
+    grouped, dense = _dgconv_pair([1., 1., -1., -1.])
+    assert grouped.num_groups == 4
+    x = torch.rand(1, 16, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(grouped(x), dense(x), rtol=1e-5,
+                                   atol=1e-5)  # finite: the same
+        x[0, 5, 4, 4] = bad
+        a, b = grouped(x), dense(x)
+    out_groups, in_groups = grouped.channel_groups
+    same_group = out_groups == in_groups[5]
+    near = torch.zeros(9, 9, dtype=torch.bool)
+    near[3:6, 3:6] = True
+    # Away from the bad pixel both are finite and agree.
+    torch.testing.assert_close(a[..., ~near], b[..., ~near], rtol=1e-5,
+                               atol=1e-5)
+    # Next to it: grouped is non-finite in the pixel's group only ...
+    assert (~torch.isfinite(a[0][:, near])).all(1).tolist() == \
+        same_group.tolist()
+    assert torch.isfinite(a[0][~same_group][:, near]).all()
+    # ... dense in every output channel.
+    assert not torch.isfinite(b[0][:, near]).any()
