@@ -1,8 +1,10 @@
+from .amp_optim_wrapper import DeviceAmpOptimWrapper
 from .hooks import (CheckpointDigestHook, ExactResumeHook, LossTermHook,
                     PEDInfoMaxHook, ResourceConstraintHook,
                     TrainProgressBarHook)
 
 __all__ = [
-    'CheckpointDigestHook', 'ExactResumeHook', 'LossTermHook',
-    'PEDInfoMaxHook', 'ResourceConstraintHook', 'TrainProgressBarHook'
+    'CheckpointDigestHook', 'DeviceAmpOptimWrapper', 'ExactResumeHook',
+    'LossTermHook', 'PEDInfoMaxHook', 'ResourceConstraintHook',
+    'TrainProgressBarHook'
 ]

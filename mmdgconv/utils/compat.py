@@ -13,6 +13,10 @@ Applied once by ``import mmdgconv``:
 - mmaction2's ``DecordInit`` decodes from an in-memory buffer, so decord's
   error for an undecodable video does not say which file it was; the shim
   re-raises it naming the file.
+- mmengine 0.10.7's ``AmpOptimWrapper`` refuses a machine without GPU, NPU,
+  MLU or MUSA; there ``type='AmpOptimWrapper'`` builds
+  :class:`~mmdgconv.engine.amp_optim_wrapper.DeviceAmpOptimWrapper`, which
+  autocasts on the CPU (bfloat16 by default, float16 with loss scaling).
 - torch >= 2.6 loads checkpoints with ``weights_only=True``, which refuses
   the Python objects mmengine stores (its message hub's history buffers,
   numpy scalars and arrays). Local checkpoints are loaded with an explicit
@@ -301,9 +305,27 @@ def install_video_decode_errors() -> None:
     DecordInit.transform = transform_naming_the_file
 
 
+# ---------------------------------------------------------------------------
+# mmengine: mixed precision without an accelerator
+# ---------------------------------------------------------------------------
+def install_device_amp_optim_wrapper() -> None:
+    """Let ``type='AmpOptimWrapper'`` (and ``--amp``) train where mmengine's
+    wrapper refuses to: on a machine without GPU, NPU, MLU or MUSA."""
+    from mmengine.registry import OPTIM_WRAPPERS
+
+    from mmdgconv.engine.amp_optim_wrapper import (
+        DeviceAmpOptimWrapper, mmengine_amp_needs_an_accelerator)
+    if OPTIM_WRAPPERS.get('AmpOptimWrapper') is DeviceAmpOptimWrapper:
+        return
+    if mmengine_amp_needs_an_accelerator():
+        OPTIM_WRAPPERS.register_module(
+            name='AmpOptimWrapper', module=DeviceAmpOptimWrapper, force=True)
+
+
 def apply_compat_shims() -> None:
     """Apply every shim; safe to call more than once."""
     install_mmaction_drn_standin()
     install_safe_checkpoint_loader()
     install_cpu_distributed_support()
     install_video_decode_errors()
+    install_device_amp_optim_wrapper()

@@ -15,7 +15,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 from mmengine.dist import all_gather_object, get_rank, get_world_size
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from mmdgconv.registry import HOOKS
@@ -115,17 +115,38 @@ class ExactResumeHook(Hook):
 
     def __init__(self) -> None:
         self._resumed_state: Optional[dict] = None
-        self._before_val: Optional[dict] = None
+        self._own_before_val: Optional[dict] = None
+        self._before_val: Optional[List[dict]] = None  # of every rank
+        self._gathered: Optional[List[dict]] = None
         self._restore_at_epoch = False
 
     # -- saving ------------------------------------------------------------
+    # mmengine saves on rank 0 only, so the other ranks' states are gathered
+    # beforehand, where every rank runs: when a CheckpointHook is about to
+    # save, and before validation (which may save the best checkpoint).
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        self._gather_if_saving(runner, by_epoch=False)
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather_if_saving(runner, by_epoch=True)
+
+    def _gather_if_saving(self, runner, by_epoch: bool) -> None:
+        self._gathered = None
+        if get_world_size() > 1 and _checkpoint_due(runner, by_epoch):
+            self._gathered = all_gather_object(capture_rng_state())
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         # A checkpoint written during validation (``save_best``) records the
         # state training continues from, i.e. the one before validation.
-        state = self._before_val or capture_rng_state()
-        states: List[dict] = [state]
-        if get_world_size() > 1:
-            states = all_gather_object(state)
+        if self._before_val is not None:
+            states = self._before_val
+        elif get_world_size() > 1:
+            # None: saved outside the hooks above; then rank 0's state only,
+            # and a resume says it cannot be exact.
+            states = self._gathered or [capture_rng_state()]
+        else:
+            states = [capture_rng_state()]
         checkpoint[RNG_STATES_KEY] = states
 
     # -- resuming ----------------------------------------------------------
@@ -179,12 +200,33 @@ class ExactResumeHook(Hook):
 
     # -- validation --------------------------------------------------------
     def before_val(self, runner) -> None:
-        self._before_val = capture_rng_state()
+        state = capture_rng_state()
+        self._own_before_val = state
+        self._before_val = all_gather_object(state) if get_world_size(
+        ) > 1 else [state]
 
     def after_val(self, runner) -> None:
         if self._before_val is not None:
-            restore_rng_state(self._before_val)
-            self._before_val = None
+            restore_rng_state(self._own_before_val)
+            self._before_val = self._own_before_val = None
+
+
+def _checkpoint_due(runner, by_epoch: bool) -> bool:
+    """Whether a ``CheckpointHook`` saves at this point of the loop, by the
+    hook's own rule (its after-iteration or after-epoch save)."""
+    for hook in runner.hooks:
+        if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
+            continue
+        if by_epoch:
+            due = hook.every_n_epochs(runner, hook.interval, hook.save_begin)
+            last = hook.is_last_train_epoch(runner)
+        else:
+            due = hook.every_n_train_iters(runner, hook.interval,
+                                           hook.save_begin)
+            last = hook.is_last_train_iter(runner)
+        if due or (hook.save_last and last):
+            return True
+    return False
 
 
 def _reseed_persistent_workers(loader, epoch: int) -> None:

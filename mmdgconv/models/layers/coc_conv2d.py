@@ -489,9 +489,16 @@ class CoCConv2d(nn.Conv2d):
         """
         if self.deploy:
             return self.weight
+        # The kernel is generated in the parameters' dtype, outside any
+        # autocast: its norms and standardisations need float32, and it
+        # costs next to nothing. The conv that uses it is autocast as usual.
+        with torch.autocast(self.weight.device.type, enabled=False):
+            return self._generate_kernel(
+                self.training if training is None else training)
+
+    def _generate_kernel(self, training: bool) -> Tensor:
         if not self.with_coc:  # a weight-standardised 1x1 (c1x1_ws)
             return standardize_weight(self.weight)
-        training = self.training if training is None else training
         weight = self.weight
         if self.weight_pad is not None:
             weight = torch.cat([weight, self.weight_pad])

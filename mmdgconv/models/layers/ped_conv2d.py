@@ -163,19 +163,24 @@ class PEDConv2d(nn.Conv2d):
 
     def _sampled_factors(self, x: Tensor) -> Tensor:
         """gamma, phi and psi side by side, (B, sum(factor_sizes))."""
-        context = x.mean((2, 3))
-        # F.linear rather than the modules: this runs once per layer and
-        # sample, and at batch 1 the call overhead is not negligible.
-        hidden = F.linear(context, self.squeeze.weight, self.squeeze.bias)
-        logits = F.linear(hidden.relu_(), self.heads.weight, self.heads.bias)
-        if self.training and self.noise_std > 0:
-            logits = logits + self.noise_std * torch.randn_like(logits)
-        if self.info_max and self.training:
-            # As the released code: the decoder reads the pre-sigmoid
-            # samples (the variational latents), not the factors.
-            self.info_max_loss = F.mse_loss(
-                self.decoder(logits), context.detach())
-        return torch.sigmoid(logits)
+        # The generator runs in the parameters' dtype, outside any autocast:
+        # its sigmoid saturates in bfloat16, and every factor it gives scales
+        # whole weight tensors. It is a few small GEMMs per layer.
+        with torch.autocast(x.device.type, enabled=False):
+            context = x.mean((2, 3), dtype=self.squeeze.weight.dtype)
+            # F.linear rather than the modules: this runs once per layer and
+            # sample, and at batch 1 the call overhead is not negligible.
+            hidden = F.linear(context, self.squeeze.weight, self.squeeze.bias)
+            logits = F.linear(hidden.relu_(), self.heads.weight,
+                              self.heads.bias)
+            if self.training and self.noise_std > 0:
+                logits = logits + self.noise_std * torch.randn_like(logits)
+            if self.info_max and self.training:
+                # As the released code: the decoder reads the pre-sigmoid
+                # samples (the variational latents), not the factors.
+                self.info_max_loss = F.mse_loss(
+                    self.decoder(logits), context.detach())
+            return torch.sigmoid(logits)
 
     def sample_kernels(self, factors) -> Tensor:
         """The kernel of every sample, (B, C_out, C_in / groups, kh, kw)."""
@@ -219,6 +224,7 @@ class PEDConv2d(nn.Conv2d):
             Tensor: (B, C_in * kh * kw, L), L the number of output pixels.
         """
         batch = x.shape[0]
+        scale = scale.to(x.dtype)  # float32 factors on bfloat16 activations
         # Explicit padding: it also covers 'same' (possibly asymmetric).
         x, _ = self._padded(x, explicit=True)
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
@@ -256,13 +262,14 @@ class PEDConv2d(nn.Conv2d):
     def _add_bias(self, out: Tensor, inplace: bool = False) -> Tensor:
         if self.bias is None:
             return out
-        bias = self.bias[:, None, None]
+        # In the output's dtype: under autocast the conv gives bfloat16.
+        bias = self.bias.to(out.dtype)[:, None, None]
         return out.add_(bias) if inplace else out + bias
 
     def _scale_output(self, out: Tensor, gamma: Tensor) -> Tensor:
         """``out * gamma + bias``, in place at inference (``out`` is the
         conv's fresh output: no allocation needed)."""
-        gamma = gamma[:, :, None, None]
+        gamma = gamma.to(out.dtype)[:, :, None, None]
         inplace = not torch.is_grad_enabled()
         out = out.mul_(gamma) if inplace else out * gamma
         return self._add_bias(out, inplace)
@@ -312,7 +319,8 @@ class PEDConv2d(nn.Conv2d):
             out = self.weight.reshape(self.out_channels, -1) @ columns
             out = out.reshape(batch, self.out_channels, out_h, out_w)
         else:
-            x = x * self._per_input_channel(phi)[:, :, None, None]
+            x = x * self._per_input_channel(phi).to(x.dtype)[:, :, None,
+                                                              None]
             if self.kernel_size == (1, 1):  # psi is one scalar per sample
                 out = self._conv_forward(x, self.weight, None)
                 gamma = gamma * psi
