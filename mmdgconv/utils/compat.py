@@ -17,6 +17,9 @@ Applied once by ``import mmdgconv``:
   MLU or MUSA; there ``type='AmpOptimWrapper'`` builds
   :class:`~mmdgconv.engine.amp_optim_wrapper.DeviceAmpOptimWrapper`, which
   autocasts on the CPU (bfloat16 by default, float16 with loss scaling).
+- mmcv 2.1.0's CPU ``nms`` and ``roi_align`` kernels refuse bfloat16 (and
+  ``nms`` float16) inputs, which CPU autocast gives every detector head;
+  they are run in float32 there, returning the input's dtype.
 - torch >= 2.6 loads checkpoints with ``weights_only=True``, which refuses
   the Python objects mmengine stores (its message hub's history buffers,
   numpy scalars and arrays). Local checkpoints are loaded with an explicit
@@ -322,6 +325,70 @@ def install_device_amp_optim_wrapper() -> None:
             name='AmpOptimWrapper', module=DeviceAmpOptimWrapper, force=True)
 
 
+# ---------------------------------------------------------------------------
+# mmcv: its CPU nms and RoIAlign kernels under CPU autocast
+# ---------------------------------------------------------------------------
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _cpu_kernel_rejects(op, *args) -> bool:
+    """Whether ``op`` refuses bfloat16 or float16 CPU tensors (tried)."""
+    for dtype in _LOW_PRECISION:
+        try:
+            op(*(a.to(dtype) if torch.is_tensor(a) else a for a in args))
+        except RuntimeError:
+            return True
+    return False
+
+
+def install_mmcv_low_precision_cpu_ops() -> None:
+    """Run mmcv's ``nms`` and ``roi_align`` in float32 for bfloat16 or
+    float16 CPU inputs, which their CPU kernels refuse (mmcv 2.1.0: 'expected
+    scalar type Float', '"ROIAlign_forward" not implemented for
+    'BFloat16''); the result has the input's dtype again. Under CPU
+    autocast every detector's RPN and RoI head reaches them."""
+    try:
+        import mmcv.ops  # noqa: F401
+    except ImportError:  # mmcv without its compiled ops
+        return
+    nms_module = sys.modules['mmcv.ops.nms']
+    roi_align_module = sys.modules['mmcv.ops.roi_align']
+    if getattr(nms_module.nms, '_mmdgconv_float32', False):
+        return
+    boxes = torch.tensor([[0., 0., 2., 2.], [0., 0., 2., 1.9]])
+    scores = torch.tensor([0.9, 0.8])
+    features = torch.rand(1, 1, 4, 4)
+    rois = torch.tensor([[0., 0., 0., 2., 2.]])
+
+    def in_float32(op):
+
+        def wrapped(*args, **kwargs):
+            first = args[0]
+            if first.device.type != 'cpu' or first.dtype not in \
+                    _LOW_PRECISION:
+                return op(*args, **kwargs)
+            dtype = first.dtype
+            args = [a.float() if torch.is_tensor(a) and a.is_floating_point()
+                    else a for a in args]
+            result = op(*args, **kwargs)
+            if isinstance(result, tuple):  # nms: (dets, keep)
+                return (result[0].to(dtype), ) + tuple(result[1:])
+            return result.to(dtype)
+
+        wrapped._mmdgconv_float32 = True
+        wrapped.__doc__, wrapped.__name__ = op.__doc__, op.__name__
+        return wrapped
+
+    if _cpu_kernel_rejects(nms_module.nms, boxes, scores, 0.5):
+        nms_module.nms = in_float32(nms_module.nms)  # batched_nms looks it up
+        mmcv.ops.nms = nms_module.nms
+    if _cpu_kernel_rejects(lambda f, r: roi_align_module.roi_align(
+            f, r, (2, 2), 1.0, 0, 'avg', True), features, rois):
+        # RoIAlign's forward calls the module-level function.
+        roi_align_module.roi_align = in_float32(roi_align_module.roi_align)
+        mmcv.ops.roi_align = roi_align_module.roi_align
+
+
 def apply_compat_shims() -> None:
     """Apply every shim; safe to call more than once."""
     install_mmaction_drn_standin()
@@ -329,3 +396,4 @@ def apply_compat_shims() -> None:
     install_cpu_distributed_support()
     install_video_decode_errors()
     install_device_amp_optim_wrapper()
+    install_mmcv_low_precision_cpu_ops()

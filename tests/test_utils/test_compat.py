@@ -126,3 +126,33 @@ def test_undecodable_and_missing_videos_name_the_file(tmp_path,
                 str(tmp_path / 'good.mp4'))
     good = _video_dataset(tmp_path, 'good.mp4 0\n')[0]
     assert good['inputs'].shape[0] == 3  # three sampled frames
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_mmcv_nms_and_roi_align_take_autocast_dtypes_on_cpu(dtype):
+    """CPU autocast hands detector heads bfloat16/float16 tensors; mmcv's CPU
+    kernels compute them in float32 and answer in the input's dtype."""
+    from mmcv.ops import RoIAlign, batched_nms, nms
+    torch.manual_seed(0)
+    boxes = torch.rand(30, 4) * 50
+    boxes[:, 2:] += boxes[:, :2] + 5
+    scores = torch.rand(30)
+    low_boxes, low_scores = boxes.to(dtype), scores.to(dtype)
+    dets, keep = nms(low_boxes, low_scores, 0.5)
+    expected_dets, expected_keep = nms(low_boxes.float(), low_scores.float(),
+                                       0.5)
+    assert dets.dtype == dtype and torch.equal(keep, expected_keep)
+    assert torch.equal(dets.float(), expected_dets.to(dtype).float())
+    dets, keep = batched_nms(low_boxes, low_scores, torch.zeros(30),
+                             dict(type='nms', iou_threshold=0.5))
+    assert dets.dtype == dtype and torch.equal(keep, expected_keep)
+
+    features = torch.rand(1, 8, 32, 32).to(dtype).requires_grad_(True)
+    rois = torch.tensor([[0., 2., 2., 20., 24.], [0., 0., 5., 9., 30.]])
+    layer = RoIAlign((7, 7), spatial_scale=1.0, sampling_ratio=0)
+    out = layer(features, rois.to(dtype))
+    expected = layer(features.detach().float(), rois)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), expected.to(dtype).float())
+    out.float().sum().backward()
+    assert features.grad.dtype == dtype
