@@ -211,7 +211,9 @@ class GResNeXt(BackboneMixin, ResNeXt):
         # Gathering every DGConv's weight blocks before the stem defers
         # their dense weight gradients to the end of the backward, past the
         # memory peak (see DGConv2d.gather_blocks_early).
-        if not torch.is_grad_enabled():  # inference: no gradients to defer
+        # Nothing to defer in inference; under torch.compile each DGConv is
+        # one custom op that gathers its own blocks.
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling():
             return super().forward(x)
         layers = self.dgconv_layers()
         for layer in layers:

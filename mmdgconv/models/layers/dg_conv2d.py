@@ -14,6 +14,7 @@ from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
 from .conv_checks import check_conv_args, check_input_channels
+from .dgconv_op import compiled_dgconv2d
 from .dg_conv2d_grouped import (GroupLayout, gather_diagonal_blocks,
                                 grouped_dgconv, relative_step_cost)
 
@@ -351,7 +352,8 @@ class DGConv2d(nn.Conv2d):
         in the dense path, or when the weight is frozen.
         """
         if not (torch.is_grad_enabled() and self.has_gates and not self.deploy
-                and self.weight.requires_grad):
+                and self.weight.requires_grad) or (
+                    torch.compiler.is_compiling()):
             return
         layout = self.group_layout()
         if self._use_grouped(layout):
@@ -379,6 +381,9 @@ class DGConv2d(nn.Conv2d):
             return self._static_forward(x)
         if not self.has_gates:
             return self._conv_forward(x, self.weight, self.bias)
+        if torch.compiler.is_compiling() and self.impl != 'dense' and \
+                not isinstance(self.padding, str):
+            return self._compiled_forward(x)
         layout = self.group_layout()
         blocks = self._take_early_blocks(layout)
         if not self._use_grouped(layout):
@@ -399,11 +404,40 @@ class DGConv2d(nn.Conv2d):
             x = x.to(dtype)
             bias = None if bias is None else bias.to(dtype)
             with torch.autocast(device_type, enabled=False):
-                return grouped_dgconv(x, weight, self.gate, bias, layout,
-                                      self.stride, padding, self.dilation,
-                                      blocks)
-        return grouped_dgconv(x, weight, self.gate, bias, layout,
-                              self.stride, padding, self.dilation, blocks)
+                out = grouped_dgconv(x, weight, self.gate, bias, layout,
+                                     self.stride, padding, self.dilation,
+                                     blocks)
+        else:
+            out = grouped_dgconv(x, weight, self.gate, bias, layout,
+                                 self.stride, padding, self.dilation, blocks)
+        # The channel permutations give NCHW; return the input's layout, as
+        # nn.Conv2d does.
+        if not x.is_contiguous() and x.is_contiguous(
+                memory_format=torch.channels_last):
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
+
+    def _compiled_forward(self, x: Tensor) -> Tensor:
+        """The grouped conv as one custom op: the layout is chosen from the
+        gates inside it, so ``torch.compile`` sees no data-dependent Python
+        (and a gate flip needs no recompilation)."""
+        padding, bias = self.padding, self.bias
+        if self.padding_mode != 'zeros':
+            x = F.pad(x, self._reversed_padding_repeated_twice,
+                      mode=self.padding_mode)
+            padding = (0, 0)
+        device_type = x.device.type
+        if torch.is_autocast_enabled(device_type):
+            # Autocast does not reach custom ops: cast as it casts conv2d.
+            dtype = torch.get_autocast_dtype(device_type)
+            x = x.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
+        out = compiled_dgconv2d(x, self.weight, self.gate, bias, self.stride,
+                                padding, self.dilation)
+        if not x.is_contiguous() and x.is_contiguous(
+                memory_format=torch.channels_last):
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
 
     # ------------------------------------------------------------------
     # Deployment

@@ -181,7 +181,8 @@ class GroupConv2d(nn.Module):
     def _filters(self) -> Tensor:
         """The transformed filters; without gradients (inference) they are
         cached until the weight changes (its version counter moves)."""
-        if torch.is_grad_enabled() and self.weight.requires_grad:
+        if (torch.is_grad_enabled() and self.weight.requires_grad) or (
+                torch.compiler.is_compiling()):  # compiled: fused anyway
             return self.transformed_weight()
         key = (self.weight._version, self.weight.data_ptr(),
                self.weight.dtype, self.weight.device)

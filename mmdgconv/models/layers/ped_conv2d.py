@@ -279,11 +279,18 @@ class PEDConv2d(nn.Conv2d):
         if x.shape[0] == 0:  # no sample to modulate; as nn.Conv2d
             return self._conv_forward(x, self.weight, self.bias)
         if self.rank == 1 and self.mode == 'multiplicative':
-            return self._forward_rank1(x)
-        kernels = self.sample_kernels(self.factors(x))
-        if x.shape[0] == 1:  # one kernel: an ordinary conv, no reshapes
-            return self._conv_forward(x, kernels[0], self.bias)
-        return self._add_bias(self._per_sample_conv(x, kernels))
+            out = self._forward_rank1(x)
+        else:
+            kernels = self.sample_kernels(self.factors(x))
+            if x.shape[0] == 1:  # one kernel: an ordinary conv, no reshapes
+                return self._conv_forward(x, kernels[0], self.bias)
+            out = self._add_bias(self._per_sample_conv(x, kernels))
+        # The per-sample conv (samples stacked as groups) and the column
+        # GEMM give NCHW; return the input's layout, as nn.Conv2d does.
+        if not x.is_contiguous() and x.is_contiguous(
+                memory_format=torch.channels_last):
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
 
     def _forward_rank1(self, x: Tensor) -> Tensor:
         """``W(x) = W * (gamma o phi o psi)`` without per-sample kernels

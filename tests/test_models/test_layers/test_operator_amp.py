@@ -8,38 +8,9 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmdgconv.models.layers import (CoCConv2d, DGConv2d, P4ConvP4,
-                                    P4MConvZ2, PEDConv2d)
+from operator_cases import OPERATORS
 
 aten = torch.ops.aten
-
-
-def _dgconv(impl):
-    layer = DGConv2d(16, 16, 3, padding=1, impl=impl)
-    with torch.no_grad():
-        layer.gate.copy_(torch.tensor([1., -1., 1., -1.]))  # 4 groups
-    return layer
-
-
-OPERATORS = {
-    'DGConv2d grouped': (lambda: _dgconv('grouped'), (16, )),
-    'DGConv2d grouped, stride 2': (
-        lambda: DGConv2d(32, 32, 3, stride=2, padding=1, groups=8,
-                         impl='grouped'), (32, )),
-    'DGConv2d dense': (lambda: _dgconv('dense'), (16, )),
-    'CoCConv2d': (lambda: CoCConv2d(16, 16, 3, padding=1), (16, )),
-    'CoCConv2d LN (released ResNet setting)': (
-        lambda: CoCConv2d(16, 16, 3, padding=1, sk_plus=2, skip=True,
-                          dilat=True, wsc=True, share='ci', ws='LN',
-                          both=True, sbn='LN'), (16, )),
-    'PEDConv2d rank 1': (lambda: PEDConv2d(16, 16, 3, padding=1), (16, )),
-    'PEDConv2d rank 1, deep': (lambda: PEDConv2d(64, 128, 3, padding=1),
-                               (64, )),
-    'PEDConv2d rank 2': (lambda: PEDConv2d(16, 16, 3, padding=1, rank=2),
-                         (16, )),
-    'P4ConvP4': (lambda: P4ConvP4(8, 8, 3, padding=1), (8, 4)),
-    'P4MConvZ2': (lambda: P4MConvZ2(16, 8, 3, padding=1), (16, )),
-}
 
 #: Relative (to the reference's norm) error allowed per autocast dtype.
 TOLERANCE = {torch.bfloat16: 4e-2, torch.float16: 5e-3}

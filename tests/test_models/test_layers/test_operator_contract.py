@@ -4,25 +4,11 @@ import pytest
 import torch
 import torch.nn as nn
 
+from operator_cases import OPERATORS
+
 from mmdgconv.models import GResNeXt
 from mmdgconv.models.layers import (CoCConv2d, DGConv2d, P4ConvP4, P4ConvZ2,
-                                    P4MConvP4M, P4MConvZ2, PEDConv2d)
-
-# name: (factory, input channel shape after the batch dimension)
-OPERATORS = {
-    'DGConv2d': (lambda: DGConv2d(16, 16, 3, padding=1), (16, )),
-    'DGConv2d dense': (lambda: DGConv2d(16, 16, 3, padding=1, impl='dense'),
-                       (16, )),
-    'CoCConv2d': (lambda: CoCConv2d(16, 16, 3, padding=1, stride=2), (16, )),
-    'PEDConv2d rank 1': (lambda: PEDConv2d(16, 16, 3, padding=1), (16, )),
-    'PEDConv2d rank 2': (lambda: PEDConv2d(16, 16, 3, padding=1, rank=2),
-                         (16, )),
-    'PEDConv2d 1x1': (lambda: PEDConv2d(16, 32, 1), (16, )),
-    'P4ConvZ2': (lambda: P4ConvZ2(16, 8, 3, padding=1), (16, )),
-    'P4ConvP4': (lambda: P4ConvP4(8, 8, 3, padding=1), (8, 4)),
-    'P4MConvZ2': (lambda: P4MConvZ2(16, 8, 3, padding=1), (16, )),
-    'P4MConvP4M': (lambda: P4MConvP4M(8, 8, 3, padding=1), (8, 8)),
-}
+                                    P4MConvZ2, PEDConv2d)
 
 
 @pytest.mark.parametrize('name', sorted(OPERATORS))
