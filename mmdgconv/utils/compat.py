@@ -20,6 +20,9 @@ Applied once by ``import mmdgconv``:
 - mmcv 2.1.0's CPU ``nms`` and ``roi_align`` kernels refuse bfloat16 (and
   ``nms`` float16) inputs, which CPU autocast gives every detector head;
   they are run in float32 there, returning the input's dtype.
+- mmengine 0.10.7 builds ``ConfigDict`` optimiser parameter groups, on which
+  dynamo fails when a config's ``compile`` compiles ``train_step``; they
+  are made plain dicts.
 - torch >= 2.6 loads checkpoints with ``weights_only=True``, which refuses
   the Python objects mmengine stores (its message hub's history buffers,
   numpy scalars and arrays). Local checkpoints are loaded with an explicit
@@ -389,6 +392,35 @@ def install_mmcv_low_precision_cpu_ops() -> None:
         mmcv.ops.roi_align = roi_align_module.roi_align
 
 
+# ---------------------------------------------------------------------------
+# mmengine: optimiser parameter groups that torch.compile can trace
+# ---------------------------------------------------------------------------
+def install_plain_param_groups() -> None:
+    """Give optimisers built by mmengine plain ``dict`` parameter groups.
+
+    mmengine 0.10.7's ``DefaultOptimWrapperConstructor`` leaves them as
+    ``ConfigDict`` when the config has ``paramwise_cfg``; with ``compile``
+    in the config, mmengine compiles ``train_step``, the optimiser step
+    included, and dynamo fails on a dict subclass there
+    (``'UserDefinedDictVariable' object has no attribute 'items'``).
+    """
+    from mmengine.optim import DefaultOptimWrapperConstructor
+    build = DefaultOptimWrapperConstructor.__call__
+    if getattr(build, '_mmdgconv_plain_groups', False):
+        return
+
+    def build_with_plain_groups(self, model):
+        optim_wrapper = build(self, model)
+        groups = optim_wrapper.optimizer.param_groups
+        for index, group in enumerate(groups):
+            if type(group) is not dict:
+                groups[index] = dict(group)
+        return optim_wrapper
+
+    build_with_plain_groups._mmdgconv_plain_groups = True
+    DefaultOptimWrapperConstructor.__call__ = build_with_plain_groups
+
+
 def apply_compat_shims() -> None:
     """Apply every shim; safe to call more than once."""
     install_mmaction_drn_standin()
@@ -397,3 +429,4 @@ def apply_compat_shims() -> None:
     install_video_decode_errors()
     install_device_amp_optim_wrapper()
     install_mmcv_low_precision_cpu_ops()
+    install_plain_param_groups()

@@ -156,3 +156,29 @@ def test_mmcv_nms_and_roi_align_take_autocast_dtypes_on_cpu(dtype):
     torch.testing.assert_close(out.float(), expected.to(dtype).float())
     out.float().sum().backward()
     assert features.grad.dtype == dtype
+
+
+def test_optimiser_param_groups_are_plain_dicts_for_torch_compile():
+    """A ConfigDict group makes dynamo fail on the optimiser step that a
+    config's ``compile`` compiles with ``train_step``."""
+    import copy
+
+    import torch.nn as nn
+    from mmengine.optim import build_optim_wrapper
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))]
+    models.append(copy.deepcopy(models[0]))
+    from mmengine.config import ConfigDict
+    wrappers = [build_optim_wrapper(m, ConfigDict(  # as a Runner passes it
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+        paramwise_cfg=dict(norm_decay_mult=0.))) for m in models]
+    groups = wrappers[0].optimizer.param_groups
+    assert len(groups) == 4 and all(type(g) is dict for g in groups)
+    assert [g['weight_decay'] for g in groups] == [0.05, 0.05, 0., 0.]
+    for model in models:
+        for p in model.parameters():
+            p.grad = torch.linspace(-1, 1, p.numel()).reshape(p.shape)
+    wrappers[0].optimizer.step()
+    torch.compile(wrappers[1].optimizer.step, backend='eager')()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b)
