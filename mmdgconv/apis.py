@@ -58,7 +58,11 @@ def apply_run_options(cfg: Config, config_path: str,
                                 osp.splitext(osp.basename(config_path))[0])
 
 
-class ResumeError(RuntimeError):
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used as asked; the message names it."""
+
+
+class ResumeError(CheckpointError):
     """The checkpoint to resume from cannot continue a training run."""
 
 
@@ -111,7 +115,7 @@ def prepare_resume(cfg: Config, resume: Optional[str]) -> None:
         cfg.randomness = randomness
 
 
-class CheckpointMismatchError(ResumeError):
+class CheckpointMismatchError(CheckpointError):
     """A checkpoint does not fit the model its config builds."""
 
 

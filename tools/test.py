@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.config import DictAction  # noqa: E402
 
-from mmdgconv.apis import (ResumeError, apply_run_options,  # noqa: E402
+from mmdgconv.apis import (CheckpointError, apply_run_options,  # noqa: E402
                            build_runner, check_checkpoint_fits, load_config)
 from mmdgconv.utils import CheckpointSafetyError  # noqa: E402
 
@@ -63,7 +63,7 @@ def main():
     if not args.non_strict:
         try:
             check_checkpoint_fits(runner, args.checkpoint, args.config)
-        except (ResumeError, CheckpointSafetyError) as error:
+        except (CheckpointError, CheckpointSafetyError) as error:
             raise SystemExit(f'error: {error}')
     metrics = runner.test()
     # Plain numbers (toolboxes return numpy scalars too), one line.

@@ -23,6 +23,7 @@ from mmdgconv.testing import (shrink_classification_config,
                               shrink_detection_config,
                               shrink_recognition_config)
 from mmdgconv.utils import load_checkpoint_safely
+from mmdgconv.utils.checkpoint_integrity import checkpoint_digest
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 CONFIGS = osp.join(REPO, 'configs')
@@ -82,6 +83,9 @@ def _train(cfg, resume_from=None, build=build_runner):
 def _assert_bit_identical(first: str, second: str) -> None:
     a, b = (load_checkpoint_safely(p) for p in (first, second))
     assert a['meta']['iter'] == b['meta']['iter']
+    # Training recorded each one's SHA-256 (and loading checked it).
+    for checkpoint in (a, b):
+        assert checkpoint['meta']['sha256'] == checkpoint_digest(checkpoint)
     assert a['state_dict'].keys() == b['state_dict'].keys()
     differing = [k for k, v in a['state_dict'].items()
                  if not torch.equal(v, b['state_dict'][k])]
@@ -267,3 +271,15 @@ def test_train_tool_refuses_to_resume_from_weights(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('error: cannot resume from ' + checkpoint), last
     assert 'Traceback' not in result.stderr
+
+
+def test_default_hooks_are_added_once():
+    from mmdgconv.apis import DEFAULT_HOOKS, add_default_hooks
+    cfg = Config(dict(custom_hooks=[dict(type='ExactResumeHook')]))
+    add_default_hooks(cfg)
+    add_default_hooks(cfg)
+    assert [h['type'] for h in cfg.custom_hooks] == [
+        'ExactResumeHook', 'mmdgconv.CheckpointDigestHook']
+    cfg = Config(dict())
+    add_default_hooks(cfg)
+    assert [h['type'] for h in cfg.custom_hooks] == list(DEFAULT_HOOKS)
