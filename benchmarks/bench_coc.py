@@ -11,6 +11,9 @@ Measures, in one run and interleaved round by round:
   and must run within noise of it. In eval mode the training form computes
   its kernels once and caches them, so it runs like the deployed one; the
   released layer recomputes them in every forward;
+- the training step under bfloat16 autocast (``--no-bf16`` skips it), and
+  ResNet-50-CoC's under ``torch.compile`` against the compiled ResNet-50
+  (``--no-compile`` skips it);
 - one training iteration of mmdet's Faster R-CNN + FPN (batch 2, 512x512,
   through ``model.train_step`` as mmengine's Runner runs it) with the
   ResNet-50-CoC backbone (``configs/coc/faster-rcnn_r50-coc_fpn_1x_coco.py``)
@@ -29,8 +32,8 @@ import sys
 from mmdet.models.backbones import ResNet
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
-                    detector_train_tasks, measure, replace_layers, report,
-                    setup, standard_tasks)
+                    compiled_train_tasks, detector_train_tasks, measure,
+                    replace_layers, report, setup, standard_tasks)
 
 from mmdgconv.models import ResNetCoC  # noqa: I100
 from mmdgconv.models.layers import CoCConv2d  # noqa: I100
@@ -85,11 +88,16 @@ def main():
             ResNetCoC(**backbone_args), official))
     models[DEPLOYED] = deployed
     trained = [name for name in models if name != DEPLOYED]
-    tasks = standard_tasks(models, args.size, train=trained)
+    tasks = standard_tasks(models, args.size, train=trained,
+                           device=args.device, bf16=not args.no_bf16)
+    if not args.no_compile:
+        tasks.update(compiled_train_tasks(
+            {name: models[name] for name in (STATIC, COC)}, args.size,
+            device=args.device))
     if not args.no_detector:
         tasks.update(detector_train_tasks({
-            STATIC: build_detector(),
-            COC: build_detector(DETECTOR_CONFIG),
+            STATIC: build_detector(device=args.device),
+            COC: build_detector(DETECTOR_CONFIG, device=args.device),
         }))
     report(measure(tasks, args.repeats), None, list(models), args, 'coc')
 

@@ -14,6 +14,9 @@ machine affects every model alike:
   ``tools/model_converters/dgconv_to_static.py``'s conversion (static
   grouped convs, permutations folded); with 32 groups in every layer the
   deployed model is a ResNeXt-50 32x4d and must run within noise of it;
+- the training step under bfloat16 autocast (``--no-bf16`` skips it), and
+  under ``torch.compile`` (``--no-compile`` skips it), each against the
+  static model run the same way;
 - one training iteration of mmdet's Faster R-CNN + FPN (batch 2, 512x512,
   ``model.train_step`` as mmengine's Runner runs it) with each backbone
   (``--no-detector`` skips it);
@@ -37,9 +40,9 @@ import torch
 import torch.nn as nn
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
-                    detector_train_tasks, format_peaks, measure,
-                    measure_memory_in_subprocesses, peak_growth_mib, report,
-                    setup, sgd, standard_tasks, train_step)
+                    compiled_train_tasks, detector_train_tasks, format_peaks,
+                    measure, measure_memory_in_subprocesses, peak_growth_mib,
+                    report, setup, sgd, standard_tasks, train_step)
 
 from mmdet.models.backbones import ResNeXt  # noqa: E402,I100
 
@@ -98,7 +101,7 @@ def build_model(name, reference_dir=None):
     return ReferenceClassifier(reference)
 
 
-def build_detector_of(name):
+def build_detector_of(name, device):
     """Faster R-CNN + FPN with the model's backbone: mmdet's stock
     ResNeXt-50 32x4d for the baseline, G-ResNeXt-50
     (``configs/g_resnext/faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py``)
@@ -108,9 +111,9 @@ def build_detector_of(name):
             type='ResNeXt', depth=50, groups=32, base_width=4, num_stages=4,
             out_indices=(0, 1, 2, 3), frozen_stages=1,
             norm_cfg=dict(type='BN', requires_grad=True), norm_eval=True,
-            style='pytorch'))
+            style='pytorch'), device=device)
     random.seed(0)  # the gates' random signs
-    detector = build_detector(DETECTOR_CONFIG)
+    detector = build_detector(DETECTOR_CONFIG, device=device)
     if name == OURS_32:
         for layer in detector.backbone.modules():
             if isinstance(layer, DGConv2d) and layer.has_gates:
@@ -169,16 +172,23 @@ def main():
     if reference:
         trained.append(REFERENCE)
     names = trained + [DEPLOYED_32, DEPLOYED_RANDOM]
-    peaks = None if args.no_memory else measure_memory_in_subprocesses(
+    measure_peaks = not args.no_memory and args.device.type == 'cpu'
+    peaks = measure_memory_in_subprocesses(
         __file__, trained,
-        ['--size', str(args.size), '--reference', reference or ''])
+        ['--size', str(args.size), '--reference', reference or '']
+    ) if measure_peaks else None
     models = {name: build_model(name, reference) for name in names}
     tasks = standard_tasks(models, args.size, train=trained,
-                           optimizer_for=sgd_holding_gates)
+                           optimizer_for=sgd_holding_gates,
+                           device=args.device, bf16=not args.no_bf16)
+    ours = (STATIC, OURS_32, OURS_RANDOM)
+    if not args.no_compile:
+        tasks.update(compiled_train_tasks(
+            {name: models[name] for name in ours}, args.size,
+            optimizer_for=sgd_holding_gates, device=args.device))
     if not args.no_detector:
         tasks.update(detector_train_tasks(
-            {name: build_detector_of(name)
-             for name in (STATIC, OURS_32, OURS_RANDOM)},
+            {name: build_detector_of(name, args.device) for name in ours},
             optimizer_for=sgd_holding_gates))
     report(measure(tasks, args.repeats), peaks, names, args, 'dgconv')
 

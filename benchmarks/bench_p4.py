@@ -10,11 +10,14 @@ sharing, 4x the parameters). Measured in one run, interleaved:
 - whole backbone: P4ResNet-50 vs a ResNet-50 with the same number of maps
   per layer (base_channels = 32 x 4 = 128) and vs the stock ResNet-50
   (about the same parameter count), inference at batch 1 and 8 and the
-  training step at batch 8, 224x224;
+  training step at batch 8, 224x224, and the training step under bfloat16
+  autocast (``--no-bf16`` skips it) and under ``torch.compile``
+  (``--no-compile`` skips it; P4ResNet-50 and the same-maps ResNet-50);
 - one training iteration of mmdet's Faster R-CNN + FPN (batch 2, 512x512,
   ``model.train_step`` as mmengine's Runner runs it) with P4ResNet-50
   (``configs/p4/faster-rcnn_p4-resnet50_fpn_1x_coco.py``) against the
-  stock ResNet-50 detector (``--no-detector`` skips it).
+  stock ResNet-50 detector (``--no-detector`` skips it; its ratio is to
+  the stock detector, as the row says).
 
 ``--update-readme`` writes the tables into README.md between the
 ``benchmark:p4`` markers.
@@ -29,8 +32,8 @@ import torch.nn as nn
 from mmdet.models.backbones import ResNet
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
-                    detector_train_tasks, format_table, measure, setup,
-                    standard_tasks, update_readme)
+                    compiled_train_tasks, detector_train_tasks, format_table,
+                    measure, setup, standard_tasks, update_readme)
 
 from mmdgconv.models import P4ResNet  # noqa: I100
 from mmdgconv.models.layers import P4ConvP4, P4ConvZ2
@@ -39,7 +42,12 @@ DETECTOR_CONFIG = osp.join(REPO, 'configs', 'p4',
                            'faster-rcnn_p4-resnet50_fpn_1x_coco.py')
 
 
-def layer_tasks(batch):
+SAME_MAPS = 'ResNet-50, same maps (128 base)'
+STOCK = 'ResNet-50 (stock)'
+P4 = 'P4ResNet-50'
+
+
+def layer_tasks(batch, device):
     def fwd_bwd(layer, x):
         def run():
             layer.zero_grad(set_to_none=True)
@@ -52,13 +60,13 @@ def layer_tasks(batch):
                 layer(x)
         return run
 
-    maps = torch.rand(batch, 64, 4, 56, 56)
+    maps = torch.rand(batch, 64, 4, 56, 56, device=device)
     flat = maps.reshape(batch, 256, 56, 56)
-    image = torch.rand(batch, 3, 224, 224)
-    p4, plain = P4ConvP4(64, 64, 3, padding=1), nn.Conv2d(256, 256, 3,
-                                                          padding=1)
-    lift, plain_lift = P4ConvZ2(3, 32, 7, stride=2, padding=3), nn.Conv2d(
-        3, 128, 7, stride=2, padding=3)
+    image = torch.rand(batch, 3, 224, 224, device=device)
+    p4 = P4ConvP4(64, 64, 3, padding=1).to(device)
+    plain = nn.Conv2d(256, 256, 3, padding=1).to(device)
+    lift = P4ConvZ2(3, 32, 7, stride=2, padding=3).to(device)
+    plain_lift = nn.Conv2d(3, 128, 7, stride=2, padding=3).to(device)
     return {
         'P4ConvP4 3x3, 56x56, forward': {
             'plain conv': fwd(plain, flat), 'p4 conv': fwd(p4, maps)},
@@ -73,25 +81,32 @@ def layer_tasks(batch):
 def main():
     args = benchmark_parser(__doc__.splitlines()[0], repeats=7).parse_args()
     setup(args)
-    header = (f'torch {torch.__version__}, {args.threads} threads, median of '
-              f'{args.repeats}; ratios to the first column, paired round by '
-              'round')
-    layer_table = format_table(measure(layer_tasks(8), args.repeats), None,
+    where = (f'{args.threads} threads' if args.device.type == 'cpu' else
+             torch.cuda.get_device_name(args.device))
+    header = (f'torch {torch.__version__}, {args.device.type}, {where}, '
+              f'median of {args.repeats}; ratios to the first column, paired '
+              'round by round')
+    layer_table = format_table(measure(layer_tasks(8, args.device),
+                                       args.repeats), None,
                                ['plain conv', 'p4 conv'],
                                header + ', batch 8')
     print(layer_table)
     args_ = dict(depth=50, out_indices=(3, ), norm_eval=False)
     models = {
-        'ResNet-50, same maps (128 base)': Classifier(
-            ResNet(base_channels=128, **args_), 4096),
-        'ResNet-50 (stock)': Classifier(ResNet(**args_)),
-        'P4ResNet-50': Classifier(P4ResNet(**args_), 1024),
+        SAME_MAPS: Classifier(ResNet(base_channels=128, **args_), 4096),
+        STOCK: Classifier(ResNet(**args_)),
+        P4: Classifier(P4ResNet(**args_), 1024),
     }
-    tasks = standard_tasks(models, args.size)
+    tasks = standard_tasks(models, args.size, device=args.device,
+                           bf16=not args.no_bf16)
+    if not args.no_compile:
+        tasks.update(compiled_train_tasks(
+            {name: models[name] for name in (SAME_MAPS, P4)}, args.size,
+            device=args.device))
     if not args.no_detector:
         tasks.update(detector_train_tasks({
-            'ResNet-50 (stock)': build_detector(),
-            'P4ResNet-50': build_detector(DETECTOR_CONFIG),
+            STOCK: build_detector(device=args.device),
+            P4: build_detector(DETECTOR_CONFIG, device=args.device),
         }))
     backbone_table = format_table(
         measure(tasks, args.repeats), None,

@@ -4,9 +4,11 @@ The paper's anchor (seed 002, Table 1) is CPU inference at batch 1:
 ResNet-50 276 ms -> PEDConv 288 ms (+4.3%). This script measures, in one
 run and interleaved round by round, eval inference at batch 1 and 8 and the
 training step at batch 8, all at 224x224, for mmdet's ResNet-50 and
-mmdgconv's PED-ResNet-50 (rank 1, the paper's setting), then eval
-inference again with both models under ``torch.compile`` (``--no-compile``
-skips that; it needs a C++ compiler and takes a few minutes). When
+mmdgconv's PED-ResNet-50 (rank 1, the paper's setting), the training step
+under bfloat16 autocast (``--no-bf16`` skips it), then eval inference and
+the training step again with both models under ``torch.compile``
+(``--no-compile`` skips that; it needs a C++ compiler and takes a few
+minutes). When
 ``--official`` points at the authors' released layer (``ped_layers.py``,
 ``Variational_DYConv2d``), the same ResNet-50 with that layer in the same
 places is measured too (eager). Last, one training iteration of mmdet's
@@ -28,8 +30,9 @@ import torch.nn as nn
 from mmdet.models.backbones import ResNet
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
-                    compiled_inference_tasks, detector_train_tasks, measure,
-                    replace_layers, report, setup, standard_tasks)
+                    compiled_inference_tasks, compiled_train_tasks,
+                    detector_train_tasks, measure, replace_layers, report,
+                    setup, standard_tasks)
 
 from mmdgconv.models import PEDResNet  # noqa: I100
 from mmdgconv.models.layers import PEDConv2d  # noqa: I100
@@ -53,8 +56,6 @@ def with_released_layers(model: nn.Module, official_dir: str) -> nn.Module:
 
 def main():
     parser = benchmark_parser(__doc__.splitlines()[0], repeats=7)
-    parser.add_argument('--no-compile', action='store_true',
-                        help='skip the torch.compile rows')
     parser.add_argument('--official', default=osp.join(
         REPO, '..', 'shared', 'reference', 'pedconv_official'),
         help='directory of the released ped_layers.py (skipped if absent)')
@@ -67,20 +68,25 @@ def main():
         STATIC: Classifier(ResNet(**backbone_args)),
         PED: Classifier(PEDResNet(**backbone_args)),
     }
-    tasks = standard_tasks(models, args.size)
+    bf16 = not args.no_bf16
+    tasks = standard_tasks(models, args.size, device=args.device, bf16=bf16)
     if not args.no_compile:
-        tasks.update(compiled_inference_tasks(models, args.size))
+        tasks.update(compiled_inference_tasks(models, args.size,
+                                              args.device))
+        tasks.update(compiled_train_tasks(models, args.size,
+                                          device=args.device))
     names = list(models)
     if official:
         released = {OFFICIAL: Classifier(with_released_layers(
             PEDResNet(**backbone_args), official))}
-        for task, runners in standard_tasks(released, args.size).items():
+        for task, runners in standard_tasks(
+                released, args.size, device=args.device, bf16=bf16).items():
             tasks[task].update(runners)
         names.append(OFFICIAL)
     if not args.no_detector:
         tasks.update(detector_train_tasks({
-            STATIC: build_detector(),
-            PED: build_detector(DETECTOR_CONFIG),
+            STATIC: build_detector(device=args.device),
+            PED: build_detector(DETECTOR_CONFIG, device=args.device),
         }))
     report(measure(tasks, args.repeats), None, names, args, 'pedconv')
 

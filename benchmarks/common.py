@@ -40,11 +40,16 @@ def sgd(params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=1e-4, momentum=0.9)
 
 
-def train_step(model, optimizer, batch, target):
-    """Forward, cross-entropy backward and an SGD step."""
+def train_step(model, optimizer, batch, target, autocast_dtype=None):
+    """Forward, cross-entropy backward and an SGD step; the forward and the
+    loss under autocast to ``autocast_dtype`` when given (the backward runs
+    outside it, as mmengine's AmpOptimWrapper does)."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    F.cross_entropy(model(batch), target).backward()
+    with torch.autocast(batch.device.type, dtype=autocast_dtype,
+                        enabled=autocast_dtype is not None):
+        loss = F.cross_entropy(model(batch), target)
+    loss.backward()
     optimizer.step()
 
 
@@ -57,27 +62,38 @@ def inference(model, batch):
 def standard_tasks(models: Dict[str, nn.Module], size: int,
                    train: Optional[List[str]] = None,
                    optimizer_for: Optional[Callable[
-                       [nn.Module], torch.optim.Optimizer]] = None
+                       [nn.Module], torch.optim.Optimizer]] = None,
+                   device: torch.device = torch.device('cpu'),
+                   bf16: bool = False
                    ) -> Dict[str, Dict[str, Callable[[], None]]]:
     """Train step at batch 8 (for the ``train`` models, default all, each
-    with the optimizer ``optimizer_for`` builds) and inference at batch 1
-    and 8, on shared random batches.
+    with the optimizer ``optimizer_for`` builds; with ``bf16`` also under
+    bfloat16 autocast, each with an optimizer of its own) and inference at
+    batch 1 and 8, on shared random batches, everything on ``device``.
 
     Returns:
         dict: Task name -> model name -> a callable running it once.
     """
-    batch1 = torch.rand(1, 3, size, size)
-    batch8 = torch.rand(8, 3, size, size)
-    target = torch.randint(0, 1000, (8, ))
+    batch1 = torch.rand(1, 3, size, size, device=device)
+    batch8 = torch.rand(8, 3, size, size, device=device)
+    target = torch.randint(0, 1000, (8, ), device=device)
     trainable = train if train is not None else list(models)
     optimizer_for = optimizer_for or (lambda model: sgd(model.parameters()))
     tasks = {'train step, batch 8': {}, 'inference, batch 1': {},
              'inference, batch 8': {}}
+    if bf16:
+        tasks[BF16_TRAIN] = {}
     for name, model in models.items():
+        model.to(device)
         if name in trainable:
             optimizer = optimizer_for(model)
             tasks['train step, batch 8'][name] = (
                 lambda m=model, o=optimizer: train_step(m, o, batch8, target))
+            if bf16:
+                optimizer = optimizer_for(model)
+                tasks[BF16_TRAIN][name] = (
+                    lambda m=model, o=optimizer: train_step(
+                        m, o, batch8, target, torch.bfloat16))
         tasks['inference, batch 1'][name] = lambda m=model: inference(
             m, batch1)
         tasks['inference, batch 8'][name] = lambda m=model: inference(
@@ -85,7 +101,12 @@ def standard_tasks(models: Dict[str, nn.Module], size: int,
     return tasks
 
 
-def compiled_inference_tasks(models: Dict[str, nn.Module], size: int
+#: The row of the bfloat16-autocast train step.
+BF16_TRAIN = 'train step, batch 8, bf16 autocast'
+
+
+def compiled_inference_tasks(models: Dict[str, nn.Module], size: int,
+                             device: torch.device = torch.device('cpu')
                              ) -> Dict[str, Dict[str, Callable[[], None]]]:
     """Inference at batch 1 and 8 of every model under ``torch.compile``
     (inductor, the default mode), each model compiled the same way.
@@ -93,16 +114,41 @@ def compiled_inference_tasks(models: Dict[str, nn.Module], size: int
     The first run of each compiles (tens of seconds on 2 cores); measure()
     makes it the warm-up run.
     """
-    compiled = {name: torch.compile(model.eval(), dynamic=False)
+    compiled = {name: torch.compile(model.to(device).eval(), dynamic=False)
                 for name, model in models.items()}
     tasks = {}
     for batch_size in (1, 8):
-        batch = torch.rand(batch_size, 3, size, size)
+        batch = torch.rand(batch_size, 3, size, size, device=device)
         tasks[f'inference, batch {batch_size}, torch.compile'] = {
             name: lambda m=model, b=batch: inference(m, b)
             for name, model in compiled.items()
         }
     return tasks
+
+
+def compiled_train_tasks(models: Dict[str, nn.Module], size: int,
+                         optimizer_for: Optional[Callable[
+                             [nn.Module], torch.optim.Optimizer]] = None,
+                         device: torch.device = torch.device('cpu')
+                         ) -> Dict[str, Dict[str, Callable[[], None]]]:
+    """The train step at batch 8 of every model under ``torch.compile``
+    (inductor, default mode: forward and backward compiled, the optimizer
+    step eager, as ``compile=True`` in an mmengine config does it).
+
+    The first run compiles (minutes on 2 cores); measure() makes it the
+    warm-up run.
+    """
+    batch = torch.rand(8, 3, size, size, device=device)
+    target = torch.randint(0, 1000, (8, ), device=device)
+    optimizer_for = optimizer_for or (lambda model: sgd(model.parameters()))
+    runners = {}
+    for name, model in models.items():
+        model.to(device)
+        optimizer = optimizer_for(model)
+        compiled = torch.compile(model, dynamic=False)
+        runners[name] = lambda m=compiled, o=optimizer: train_step(
+            m, o, batch, target)
+    return {'train step, batch 8, torch.compile': runners}
 
 
 def replace_layers(model: nn.Module, kind: type,
@@ -151,7 +197,8 @@ FASTER_RCNN = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 
 
 def build_detector(config: str = FASTER_RCNN,
-                   backbone: Optional[dict] = None) -> nn.Module:
+                   backbone: Optional[dict] = None,
+                   device: torch.device = torch.device('cpu')) -> nn.Module:
     """A detector from a config (``backbone`` replaces its backbone dict),
     randomly initialised: no pre-trained weights are loaded.
 
@@ -173,7 +220,7 @@ def build_detector(config: str = FASTER_RCNN,
         cfg.model.backbone = backbone
     cfg.model.backbone.init_cfg = None
     cfg.model.backbone.norm_eval = False
-    return build_model(cfg)
+    return build_model(cfg).to(device)
 
 
 def detector_train_tasks(detectors: Dict[str, nn.Module], batch: int = 2,
@@ -203,16 +250,24 @@ def detector_train_tasks(detectors: Dict[str, nn.Module], batch: int = 2,
 def measure(tasks: Dict[str, Dict[str, Callable[[], None]]],
             repeats: int) -> Dict[str, Dict[str, List[float]]]:
     """Seconds per run, interleaving the models round by round so that any
-    drift of the machine affects them alike; one warm-up run each."""
+    drift of the machine affects them alike; one warm-up run each. On
+    CUDA each run is timed to its completion (synchronised)."""
+    def synchronize():
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
     times = {}
     for task, runners in tasks.items():
+        print(f'measuring: {task}', file=sys.stderr, flush=True)
         for run in runners.values():
             run()
         times[task] = {name: [] for name in runners}
         for _ in range(repeats):
             for name, run in runners.items():
+                synchronize()
                 start = time.perf_counter()
                 run()
+                synchronize()
                 times[task][name].append(time.perf_counter() - start)
     return times
 
@@ -315,7 +370,8 @@ def format_table(times, peaks, names, header: str) -> str:
     A ratio is the median over rounds of that round's time divided by the
     baseline's time in the same round: measure() interleaves the models
     round by round, so pairing the rounds cancels the machine's drift, which
-    on a shared machine is larger than the differences measured.
+    on a shared machine is larger than the differences measured. A row
+    without the baseline takes its first model as its own, and says so.
     """
     baseline = names[0]
     lines = [
@@ -323,7 +379,12 @@ def format_table(times, peaks, names, header: str) -> str:
         '|---|' + '---:|' * len(names)
     ]
     for task, per_model in times.items():
-        base = per_model[baseline]
+        if baseline in per_model:
+            base = per_model[baseline]
+        else:
+            row_baseline = next(n for n in names if n in per_model)
+            base = per_model[row_baseline]
+            task = f'{task} (ratios to {row_baseline})'
         cells = []
         for name in names:
             if name not in per_model:
@@ -377,20 +438,37 @@ def benchmark_parser(description: str,
     parser.add_argument(
         '--no-detector', action='store_true',
         help='skip the Faster R-CNN train-iteration row (batch 2, 512x512)')
+    parser.add_argument(
+        '--device', default='cpu', choices=('cpu', 'cuda'),
+        help='where the models run (memory rows: CPU only)')
+    parser.add_argument('--no-bf16', action='store_true',
+                        help='skip the bfloat16-autocast train-step row')
+    parser.add_argument(
+        '--no-compile', action='store_true',
+        help='skip the torch.compile rows (they need a C++ compiler and '
+        'take minutes to compile)')
     return parser
 
 
 def setup(args) -> None:
-    """Fix the thread count and the seed before building any model."""
+    """Fix the thread count and the seed before building any model, and
+    turn ``args.device`` into a device (an error if CUDA is asked for and
+    missing)."""
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: this torch build sees no CUDA '
+                         'device (torch.cuda.is_available() is False)')
+    args.device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
 
 def report(times, peaks, names, args, key: str, baseline: str = None) -> str:
     """Print the table and, with ``--update-readme``, write it to README."""
+    where = (f'{args.threads} threads' if args.device.type == 'cpu' else
+             torch.cuda.get_device_name(args.device))
     table = format_table(
         times, peaks, names,
-        f'torch {torch.__version__}, {args.threads} threads, '
+        f'torch {torch.__version__}, {args.device.type}, {where}, '
         f'{args.size}x{args.size}, median of {args.repeats}; ratios to '
         f'{baseline or names[0]}, paired round by round')
     print(table)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .phase_split_grad import phase_split_input_grad, prefers_phase_split
+from .tuning import tuning_for
 
 
 def _flat_index(rows: Tensor, cols: Tensor, in_channels: int) -> Tensor:
@@ -132,26 +133,16 @@ class GroupLayout:
         self.merged_masks = torch.stack(masks).to(
             **to) if masks else None
 
-    # Narrow groups make oneDNN's grouped weight gradient slow: at 4
-    # channels per group it costs more than at 32, although it does an
-    # eighth of the work. Layers with groups this narrow get their gate
-    # gradients from weight gradients over merged groups instead, covering
-    # MERGED_BITS split bits per pass (3 measured best at 4 and 8 channels
-    # per group on ResNeXt-50's layers; at 16 or more, merging gains nothing),
-    # or more where that leaves merged groups under MERGED_WIDTH channels
-    # (1- and 2-channel groups, which random gate patterns produce: a paired
-    # A/B of G-ResNeXt-50 at its random init gained 1-6% of the train step).
-    NARROW_WIDTH = 8
-    MERGED_BITS = 3
-    MERGED_WIDTH = 32
-
     def _merged_passes(self, out_order: Tensor, in_order: Tensor,
                        to: dict) -> list:
         """Plan the weight gradients over merged groups (narrow layers).
 
         The split bits are taken in chunks of m bits, least significant
-        first: ``MERGED_BITS``, or as many as it takes for the merged groups
-        to be ``MERGED_WIDTH`` channels wide.
+        first: the device's ``dgconv_merged_bits``, or as many as it takes
+        for the merged groups to be ``dgconv_merged_width`` channels wide
+        (see :class:`~mmdgconv.models.layers.tuning.DeviceTuning`; narrow
+        groups make oneDNN's grouped weight gradient slow, merged ones do
+        not).
         For each chunk, the groups are reordered so that the chunk's bits
         are the least significant of the group id; a weight gradient with
         ``G / 2^m`` groups then holds every block pairing two groups that
@@ -167,13 +158,14 @@ class GroupLayout:
             mask over (output sub-group, input sub-group) pairs that differ in
             its bit only.
         """
+        tuning = tuning_for(to['device'])
         width = max(self.in_per_group, self.out_per_group)
         num_split = len(self.split)
-        if width > self.NARROW_WIDTH or num_split == 0:
+        if width > tuning.dgconv_narrow_width or num_split == 0:
             return []
         m = min(num_split,
-                max(self.MERGED_BITS,
-                    math.ceil(math.log2(self.MERGED_WIDTH / width))))
+                max(tuning.dgconv_merged_bits,
+                    math.ceil(math.log2(tuning.dgconv_merged_width / width))))
         group = torch.arange(self.groups)
         passes = []
         for start in range(0, num_split, m):
@@ -359,7 +351,7 @@ class GroupedDGConvFunction(torch.autograd.Function):
         merged_passes = layout.passes if need_gate else []
         grouped_wgrad = (need_blocks or need_gate) and not merged_passes
         phase_split = need_x and prefers_phase_split(
-            blocks.shape, x.shape, stride, padding, dilation)
+            blocks.shape, x.shape, stride, padding, dilation, x.device)
         grad_x_permuted, grad_blocks, _ = torch.ops.aten.convolution_backward(
             grad_permuted, x_permuted, blocks, None, stride, padding,
             dilation, False, [0, 0], layout.groups,

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from mmdgconv.registry import register_conv_layer
 from .conv_checks import check_conv_args, check_input_channels
+from .tuning import tuning_for
 
 _MODES = ('multiplicative', 'additive')
 
@@ -37,7 +38,10 @@ class PEDConv2d(nn.Conv2d):
       input and multiplies once by the shared weight; other k x k layers
       convolve with per-sample ``W * psi`` kernels in one grouped conv over
       the batch. At batch 1, where folding all factors into the one kernel
-      touches less memory, that single kernel is used;
+      touches less memory, that single kernel is used. The column form and
+      the folded kernel are device choices
+      (:mod:`~mmdgconv.models.layers.tuning`): elsewhere than on the CPU,
+      until measured there, the per-sample conv is used;
     - otherwise: per-sample kernels in one conv with ``groups = B * groups``
       (batch 1: one ordinary conv, no reshapes).
 
@@ -307,13 +311,15 @@ class PEDConv2d(nn.Conv2d):
             self.factor_sizes, dim=1)
         batch = x.shape[0]
         out_h, out_w = self._output_size(x)
+        tuning = tuning_for(x.device)
         # Deep layer (groups 1): the unfolded input is smaller than the
         # weights, so phi and psi scale the columns and the weights are read
         # once.
-        use_columns = (self.kernel_size != (1, 1) and self.groups == 1
+        use_columns = (tuning.ped_deep_layer_columns
+                       and self.kernel_size != (1, 1) and self.groups == 1
                        and out_h * out_w < self.out_channels)
         activation_size = x[0].numel() + self.out_channels * out_h * out_w
-        if (batch == 1 and not use_columns
+        if (batch == 1 and tuning.ped_batch1_folded_kernel and not use_columns
                 and self.weight.numel() < activation_size):
             # One small kernel with every factor folded in.
             in_scale = (phi[0][:, None] * psi[0]).reshape(

@@ -8,23 +8,17 @@ convs of the output gradient, one per (row, column) parity, with 1x1, 1x2,
 arithmetic as the transposed conv, interleaved into the result.
 
 On this project's CPU stack (oneDNN in PyTorch 2.14) the transposed conv of
-wide groups over a large image leaves oneDNN's fast kernels: for a
-256-channel layer at 56x56 input (ResNeXt's first stage-2 block) with 64
-channels per group it takes 32-50 ms, against 15 ms split by phase;
-narrow groups (16 or fewer channels) and small images stay fast natively.
-See :func:`prefers_phase_split`.
+wide groups over a large image leaves oneDNN's fast kernels, while narrow
+groups and small images stay fast natively. Where the split pays off is a
+device choice (:mod:`~mmdgconv.models.layers.tuning`), read by
+:func:`prefers_phase_split`.
 """
 from typing import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor
 
-# Measured on 2 threads at batch 8 (native / split, ms): 64 per group,
-# 256 channels at 56x56 input 32.4 / 15.4, 512 channels at 28x28 6.7 / 9.7;
-# 32 per group, 128 channels at 112x112 96.5 / 38.0; 16 per group, 256
-# channels at 56x56 3.0 / 9.6.
-PHASE_SPLIT_MIN_GROUP_WIDTH = 32
-PHASE_SPLIT_MIN_OUTPUT_PIXELS = 28 * 28
+from .tuning import tuning_for
 
 # Kernel taps per output parity, in the order they meet the zero-padded
 # output gradient: an even position reads the middle tap at offset 0, an
@@ -34,22 +28,28 @@ _TAPS = ([1], [2, 0])
 
 def prefers_phase_split(weight_shape: Sequence[int],
                         input_size: Sequence[int], stride, padding,
-                        dilation) -> bool:
+                        dilation, device) -> bool:
     """Whether :func:`phase_split_input_grad` applies and beats the
     transposed conv: a 3x3 kernel at stride 2, padding 1 and dilation 1,
-    an input of even height and width, wide groups and a large image.
+    an input of even height and width, and (as measured for ``device``'s
+    type) wide groups and a large image.
 
     Args:
         weight_shape (Sequence[int]): (C_out, C_in / groups, k_h, k_w).
         input_size (Sequence[int]): (N, C_in, H, W).
         stride, padding, dilation: Pairs of ints, as the conv's.
+        device (torch.device | str): Where the conv runs.
     """
+    tuning = tuning_for(device)
+    if tuning.phase_split_min_group_width is None:
+        return False
     height, width = input_size[2:]
     return (tuple(weight_shape[2:]) == (3, 3) and tuple(stride) == (2, 2)
             and tuple(padding) == (1, 1) and tuple(dilation) == (1, 1)
             and height % 2 == 0 and width % 2 == 0
-            and weight_shape[1] >= PHASE_SPLIT_MIN_GROUP_WIDTH
-            and (height // 2) * (width // 2) >= PHASE_SPLIT_MIN_OUTPUT_PIXELS)
+            and weight_shape[1] >= tuning.phase_split_min_group_width
+            and (height // 2) * (width // 2)
+            >= tuning.phase_split_min_output_pixels)
 
 
 def phase_split_input_grad(grad_out: Tensor, weight: Tensor,

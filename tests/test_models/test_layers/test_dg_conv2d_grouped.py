@@ -1,5 +1,6 @@
 """The grouped DGConv path equals the dense formulation exactly: forward,
 input grad, weight grad and every gate grad, for any gate pattern."""
+import dataclasses
 import itertools
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from mmdgconv.models.layers import DGConv2d, dg_conv2d_grouped
 from mmdgconv.models.layers.dg_conv2d_grouped import (GroupLayout,
                                                       relative_step_cost)
+from mmdgconv.models.layers.tuning import TUNINGS
 
 
 def _pair(in_channels, out_channels, gates, **kwargs):
@@ -91,9 +93,9 @@ def test_random_patterns_wide_layer(seed):
 ])
 def test_gate_gradients_from_merged_groups(monkeypatch, narrow, bits,
                                            in_channels, out_channels, gates):
-    monkeypatch.setattr(GroupLayout, 'NARROW_WIDTH', narrow)
-    monkeypatch.setattr(GroupLayout, 'MERGED_BITS', bits)
-    monkeypatch.setattr(GroupLayout, 'MERGED_WIDTH', 1)  # exactly `bits`
+    monkeypatch.setitem(TUNINGS, 'cpu', dataclasses.replace(
+        TUNINGS['cpu'], dgconv_narrow_width=narrow, dgconv_merged_bits=bits,
+        dgconv_merged_width=1))  # exactly `bits`
     torch.manual_seed(4)
     dense, grouped = _pair(in_channels, out_channels, gates, kernel_size=3,
                            stride=2, padding=1, bias=True)
@@ -220,7 +222,8 @@ def test_blocks_gathered_early():
 def test_partner_passes_swap_the_smaller_side(monkeypatch, stride, swapped):
     """A strided layer pairs groups by swapping its (4x smaller) output
     gradient instead of its input; both give the dense gate gradients."""
-    monkeypatch.setattr(GroupLayout, 'NARROW_WIDTH', 0)
+    monkeypatch.setitem(TUNINGS, 'cpu', dataclasses.replace(
+        TUNINGS['cpu'], dgconv_narrow_width=0))
     calls = []
     partner_blocks = GroupLayout.partner_blocks
     monkeypatch.setattr(

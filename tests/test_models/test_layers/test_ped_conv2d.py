@@ -5,6 +5,7 @@ from mmcv.cnn import build_conv_layer
 from mmengine.registry import DefaultScope
 
 from mmdgconv.models.layers import PEDConv2d
+from mmdgconv.models.layers.tuning import PLAIN, TUNINGS
 
 
 def loop_reference(layer, x):
@@ -177,7 +178,12 @@ def test_built_through_conv_cfg_from_every_scope():
     dict(in_channels=8, out_channels=4, kernel_size=1, groups=4),
     dict(in_channels=4, out_channels=8, kernel_size=3, padding=1, groups=2),
 ])
-def test_every_rank1_path_matches_the_loop(case, batch):
+@pytest.mark.parametrize('device_tuning', ['cpu', 'plain'])
+def test_every_rank1_path_matches_the_loop(case, batch, device_tuning,
+                                           monkeypatch):
+    """On the CPU's choices and on the plain paths other devices take."""
+    if device_tuning == 'plain':
+        monkeypatch.setitem(TUNINGS, 'cpu', PLAIN)
     torch.manual_seed(2)
     layer = PEDConv2d(reduction=4, **case).eval()
     _randomise_generator(layer)

@@ -45,7 +45,7 @@ def test_low_precision():
 
 
 WIDE = dict(weight_shape=(256, 64, 3, 3), input_size=(8, 256, 56, 56),
-            stride=(2, 2), padding=(1, 1), dilation=(1, 1))
+            stride=(2, 2), padding=(1, 1), dilation=(1, 1), device='cpu')
 
 
 @pytest.mark.parametrize('change,chosen', [
@@ -56,6 +56,8 @@ WIDE = dict(weight_shape=(256, 64, 3, 3), input_size=(8, 256, 56, 56),
     (dict(stride=(1, 1)), False),
     (dict(padding=(2, 2), dilation=(2, 2)), False),
     (dict(weight_shape=(256, 64, 1, 1), padding=(0, 0)), False),
+    (dict(device='cuda'), False),  # not measured there: the plain path
+    (dict(device=torch.device('cuda', 1)), False),
 ])
 def test_chosen_only_where_it_applies(change, chosen):
     assert prefers_phase_split(**{**WIDE, **change}) is chosen

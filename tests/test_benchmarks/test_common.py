@@ -1,0 +1,73 @@
+"""The benchmark scripts' shared machinery: paired ratios, rows measured
+without the baseline, the device option, and the bf16 and compiled train
+steps (their values, never their wall-clock time)."""
+import os.path as osp
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'benchmarks'))
+import common  # noqa: E402
+
+
+def test_ratios_are_paired_round_by_round():
+    # the machine slows down in round 2: the paired ratio stays 2.0, the
+    # ratio of the medians would not
+    times = {'step': {'base': [1.0, 4.0, 1.1], 'ours': [2.0, 8.0, 2.2]}}
+    table = common.format_table(times, None, ['base', 'ours'], 'header')
+    row = table.splitlines()[-1]
+    assert row == '| step | 1100 ms (1.00x) | 2200 ms (2.00x) |'
+
+
+def test_row_without_the_baseline_names_its_own():
+    times = {
+        'step': {'base': [1.0], 'stock': [0.5], 'ours': [1.5]},
+        'detector': {'stock': [2.0], 'ours': [3.0]},
+    }
+    table = common.format_table(times, None, ['base', 'stock', 'ours'], 'h')
+    assert table.splitlines()[-1] == (
+        '| detector (ratios to stock) | n/a | 2000 ms (1.00x) | '
+        '3000 ms (1.50x) |')
+
+
+def test_cuda_without_cuda_is_one_clear_error(monkeypatch):
+    args = common.benchmark_parser('x', 3).parse_args(['--device', 'cuda'])
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(SystemExit, match='--device cuda'):
+        common.setup(args)
+    args = common.benchmark_parser('x', 3).parse_args([])
+    common.setup(args)
+    assert args.device == torch.device('cpu')
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(),
+                         nn.Linear(8 * 6 * 6, 1000))
+
+
+def test_bf16_train_step_runs_the_forward_in_bf16():
+    model = _tiny()
+    dtypes = []
+    model[0].register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    batch, target = torch.rand(2, 3, 8, 8), torch.tensor([1, 2])
+    before = model[0].weight.detach().clone()
+    common.train_step(model, common.sgd(model.parameters()), batch, target,
+                      torch.bfloat16)
+    assert dtypes == [torch.bfloat16]
+    assert model[0].weight.dtype == torch.float32  # master weights
+    assert not torch.equal(model[0].weight, before)  # the step was taken
+    common.train_step(model, common.sgd(model.parameters()), batch, target)
+    assert dtypes[-1] == torch.float32
+
+
+def test_task_tables_hold_every_row():
+    models = {'a': _tiny(), 'b': _tiny()}
+    tasks = common.standard_tasks(models, 8, train=['b'], bf16=True)
+    assert set(tasks) == {'train step, batch 8', common.BF16_TRAIN,
+                          'inference, batch 1', 'inference, batch 8'}
+    assert set(tasks[common.BF16_TRAIN]) == {'b'}
+    times = common.measure(tasks, 2)
+    assert all(len(t) == 2 for row in times.values() for t in row.values())
