@@ -33,7 +33,8 @@ from mmdet.models.backbones import ResNet
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
                     compiled_train_tasks, detector_train_tasks, format_table,
-                    measure, setup, standard_tasks, update_readme)
+                    measure, run_description, setup, standard_tasks,
+                    update_readme)
 
 from mmdgconv.models import P4ResNet  # noqa: I100
 from mmdgconv.models.layers import P4ConvP4, P4ConvZ2
@@ -81,11 +82,8 @@ def layer_tasks(batch, device):
 def main():
     args = benchmark_parser(__doc__.splitlines()[0], repeats=7).parse_args()
     setup(args)
-    where = (f'{args.threads} threads' if args.device.type == 'cpu' else
-             torch.cuda.get_device_name(args.device))
-    header = (f'torch {torch.__version__}, {args.device.type}, {where}, '
-              f'median of {args.repeats}; ratios to the first column, paired '
-              'round by round')
+    header = (f'{run_description(args)}, median of {args.repeats}; ratios '
+              'to the first column, paired round by round')
     layer_table = format_table(measure(layer_tasks(8, args.device),
                                        args.repeats), None,
                                ['plain conv', 'p4 conv'],

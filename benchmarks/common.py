@@ -462,15 +462,21 @@ def setup(args) -> None:
     torch.manual_seed(0)
 
 
-def report(times, peaks, names, args, key: str, baseline: str = None) -> str:
-    """Print the table and, with ``--update-readme``, write it to README."""
+def run_description(args) -> str:
+    """torch's version and where the run ran: the CPU's thread count or the
+    GPU's name."""
     where = (f'{args.threads} threads' if args.device.type == 'cpu' else
              torch.cuda.get_device_name(args.device))
+    return f'torch {torch.__version__}, {args.device.type}, {where}'
+
+
+def report(times, peaks, names, args, key: str, baseline: str = None) -> str:
+    """Print the table and, with ``--update-readme``, write it to README."""
     table = format_table(
         times, peaks, names,
-        f'torch {torch.__version__}, {args.device.type}, {where}, '
-        f'{args.size}x{args.size}, median of {args.repeats}; ratios to '
-        f'{baseline or names[0]}, paired round by round')
+        f'{run_description(args)}, {args.size}x{args.size}, median of '
+        f'{args.repeats}; ratios to {baseline or names[0]}, paired round by '
+        'round')
     print(table)
     if args.update_readme:
         update_readme(table, key)
