@@ -169,22 +169,30 @@ class PEDConv2d(nn.Conv2d):
         """gamma, phi and psi side by side, (B, sum(factor_sizes))."""
         # The generator runs in the parameters' dtype, outside any autocast:
         # its sigmoid saturates in bfloat16, and every factor it gives scales
-        # whole weight tensors. It is a few small GEMMs per layer.
-        with torch.autocast(x.device.type, enabled=False):
-            context = x.mean((2, 3), dtype=self.squeeze.weight.dtype)
-            # F.linear rather than the modules: this runs once per layer and
-            # sample, and at batch 1 the call overhead is not negligible.
-            hidden = F.linear(context, self.squeeze.weight, self.squeeze.bias)
-            logits = F.linear(hidden.relu_(), self.heads.weight,
-                              self.heads.bias)
-            if self.training and self.noise_std > 0:
-                logits = logits + self.noise_std * torch.randn_like(logits)
-            if self.info_max and self.training:
-                # As the released code: the decoder reads the pre-sigmoid
-                # samples (the variational latents), not the factors.
-                self.info_max_loss = F.mse_loss(
-                    self.decoder(logits), context.detach())
-            return torch.sigmoid(logits)
+        # whole weight tensors. (Entering the autocast context only when
+        # autocast is on: it costs as much as a small op, once per layer.)
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return self._generate(x)
+        return self._generate(x)
+
+    def _generate(self, x: Tensor) -> Tensor:
+        dtype = self.squeeze.weight.dtype
+        context = x.mean((2, 3)) if x.dtype == dtype else x.mean(
+            (2, 3), dtype=dtype)
+        # F.linear rather than the modules: this runs once per layer and
+        # sample, and at batch 1 the call overhead is not negligible.
+        hidden = F.linear(context, self.squeeze.weight, self.squeeze.bias)
+        logits = F.linear(hidden.relu_(), self.heads.weight,
+                          self.heads.bias)
+        if self.training and self.noise_std > 0:
+            logits = logits + self.noise_std * torch.randn_like(logits)
+        if self.info_max and self.training:
+            # As the released code: the decoder reads the pre-sigmoid
+            # samples (the variational latents), not the factors.
+            self.info_max_loss = F.mse_loss(
+                self.decoder(logits), context.detach())
+        return torch.sigmoid(logits)
 
     def sample_kernels(self, factors) -> Tensor:
         """The kernel of every sample, (B, C_out, C_in / groups, kh, kw)."""
@@ -302,31 +310,38 @@ class PEDConv2d(nn.Conv2d):
 
         gamma can scale the output channels and phi the input channels, so
         only psi has to reach the kernel. Each layer takes the form that
-        touches the least memory: at batch 1 these convs are bound by memory
-        traffic, not by arithmetic, and a fresh weight-sized tensor costs as
-        much as the conv's own pass over the weights.
+        touches the least memory (see :meth:`_rank1_form`): these convs are
+        often bound by memory traffic rather than arithmetic, and a fresh
+        weight-sized tensor can cost as much as the conv's own pass over the
+        weights.
         """
         # (B, C_out), (B, C_in / groups), (B, kh * kw)
         gamma, phi, psi = self._sampled_factors(x).split(
             self.factor_sizes, dim=1)
         batch = x.shape[0]
         out_h, out_w = self._output_size(x)
-        tuning = tuning_for(x.device)
-        # Deep layer (groups 1): the unfolded input is smaller than the
-        # weights, so phi and psi scale the columns and the weights are read
-        # once.
-        use_columns = (tuning.ped_deep_layer_columns
-                       and self.kernel_size != (1, 1) and self.groups == 1
-                       and out_h * out_w < self.out_channels)
-        activation_size = x[0].numel() + self.out_channels * out_h * out_w
-        if (batch == 1 and tuning.ped_batch1_folded_kernel and not use_columns
-                and self.weight.numel() < activation_size):
+        form = self._rank1_form(x, out_h * out_w, tuning_for(x.device))
+        if form == 'folded':
             # One small kernel with every factor folded in.
             in_scale = (phi[0][:, None] * psi[0]).reshape(
                 self.weight.shape[1:])
             kernel = self.weight * gamma[0][:, None, None, None]
-            return self._conv_forward(x, kernel * in_scale, self.bias)
-        if use_columns:
+            # In place when nothing needs the product's input for backward.
+            kernel = kernel * in_scale if torch.is_grad_enabled() \
+                else kernel.mul_(in_scale)
+            return self._conv_forward(x, kernel, self.bias)
+        if form == 'matmul':
+            # A 1x1 layer with small weights and large activations: every
+            # sample's own (C_out, C_in) matrix, one batched GEMM.
+            kernels = self.weight.reshape(1, self.out_channels, -1) * (
+                (gamma * psi)[:, :, None] * phi[:, None, :])
+            if self.stride != (1, 1):
+                x = x[:, :, ::self.stride[0], ::self.stride[1]]
+            out = torch.bmm(kernels.to(x.dtype),
+                            x.reshape(batch, self.in_channels, -1))
+            return self._add_bias(
+                out.reshape(batch, self.out_channels, out_h, out_w))
+        if form == 'columns':
             columns = self._scaled_columns(
                 x, phi[:, :, None] * psi[:, None], (out_h, out_w))
             out = self.weight.reshape(self.out_channels, -1) @ columns
@@ -345,6 +360,39 @@ class PEDConv2d(nn.Conv2d):
                     x, self.weight * psi.reshape(batch, 1, 1,
                                                  *self.kernel_size))
         return self._scale_output(out, gamma)
+
+    def _rank1_form(self, x: Tensor, out_pixels: int, tuning) -> str:
+        """How a rank-1 multiplicative forward applies its factors, by the
+        memory each form touches (the thresholds are ``tuning``'s):
+
+        - 'columns': a deep k x k layer (fewer output pixels than output
+          channels) scales the unfolded input by phi and psi and multiplies
+          once by the shared weight, which is then read once;
+        - 'matmul': a 1x1 layer whose activations outweigh its weight runs
+          every sample's own weight matrix in one batched GEMM;
+        - 'folded' (batch 1): a weight smaller than the activations takes
+          every factor into the one kernel;
+        - 'scaled': phi scales the input, gamma the output, and psi goes
+          into the kernel (a scalar for 1x1 layers).
+        """
+        batch = x.shape[0]
+        weight_size = self.weight.numel()
+        if (tuning.ped_deep_layer_columns and self.kernel_size != (1, 1)
+                and self.groups == 1 and out_pixels < self.out_channels
+                and (batch > 1 or weight_size >=
+                     tuning.ped_batch1_columns_min_weight)):
+            return 'columns'
+        activation_size = x[0].numel() + self.out_channels * out_pixels
+        if (tuning.ped_matmul_min_activation_ratio and batch > 1
+                and self.kernel_size == (1, 1) and self.groups == 1
+                and self.padding in ((0, 0), 'valid')
+                and activation_size >=
+                tuning.ped_matmul_min_activation_ratio * weight_size):
+            return 'matmul'
+        if (batch == 1 and tuning.ped_batch1_folded_kernel
+                and weight_size < activation_size):
+            return 'folded'
+        return 'scaled'
 
     def _per_input_channel(self, phi: Tensor) -> Tensor:
         """phi (B, C_in / groups) spread over all C_in input channels."""

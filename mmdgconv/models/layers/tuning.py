@@ -48,6 +48,18 @@ class DeviceTuning:
             weight is smaller than its activations folds every factor into
             its one kernel instead of scaling the input and the output. Set
             by ``benchmarks/bench_pedconv.py`` (inference, batch 1).
+        ped_batch1_columns_min_weight (int): At batch 1, the column form
+            (``ped_deep_layer_columns``) is kept only for kernels of at least
+            this many elements; smaller deep layers scale their input and
+            output and convolve with ``W * psi``, which oneDNN's direct conv
+            runs faster than the column GEMM. Set by
+            ``benchmarks/bench_pedconv.py`` (inference, batch 1).
+        ped_matmul_min_activation_ratio (float): Above batch 1, a PEDConv
+            1x1 layer whose activations (input and output, per sample) are
+            at least this many times its weight runs every sample's own
+            weight matrix in one batched GEMM instead of scaling its input
+            and output. 0: never. Set by ``benchmarks/bench_pedconv.py``
+            (train step and inference, batch 8).
     """
 
     dgconv_narrow_width: int = 0
@@ -57,6 +69,8 @@ class DeviceTuning:
     phase_split_min_output_pixels: int = 0
     ped_deep_layer_columns: bool = False
     ped_batch1_folded_kernel: bool = False
+    ped_batch1_columns_min_weight: int = 0
+    ped_matmul_min_activation_ratio: float = 0
 
 
 #: The plain paths, for any device type not measured.
@@ -73,7 +87,9 @@ TUNINGS: Dict[str, DeviceTuning] = {
         phase_split_min_group_width=32,
         phase_split_min_output_pixels=28 * 28,
         ped_deep_layer_columns=True,
-        ped_batch1_folded_kernel=True),
+        ped_batch1_folded_kernel=True,
+        ped_batch1_columns_min_weight=1 << 20,
+        ped_matmul_min_activation_ratio=4),
 }
 
 

@@ -173,8 +173,11 @@ def test_built_through_conv_cfg_from_every_scope():
     dict(in_channels=32, out_channels=64, kernel_size=3, padding='same',
          bias=False),
     # 1x1 and small k x k layers whose weights are smaller than their
-    # activations: the factors fold into the one kernel at batch 1
+    # activations: the factors fold into the one kernel at batch 1; 1x1
+    # layers run per-sample matrices in one batched GEMM at batch 3
     dict(in_channels=4, out_channels=4, kernel_size=1),
+    dict(in_channels=4, out_channels=4, kernel_size=1, stride=2,
+         bias=False),
     dict(in_channels=8, out_channels=4, kernel_size=1, groups=4),
     dict(in_channels=4, out_channels=8, kernel_size=3, padding=1, groups=2),
 ])

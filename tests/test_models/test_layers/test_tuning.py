@@ -1,6 +1,8 @@
 """The device-keyed speed choices: the CPU gets its measured ones, any
 other device type the plain paths, and each choice really steers its
 operator."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -33,33 +35,43 @@ def test_dgconv_merged_passes_follow_the_device(monkeypatch):
     assert GroupLayout(gates, 64, 64, torch.device('cpu')).passes == []
 
 
-@pytest.mark.parametrize('device_tuning,columns,folded', [
-    ('cpu', 1, 1), ('plain', 0, 0)])
-def test_pedconv_paths_follow_the_device(monkeypatch, device_tuning,
-                                         columns, folded):
+@pytest.mark.parametrize('device_tuning', ['cpu', 'plain'])
+def test_pedconv_forms_follow_the_device(monkeypatch, device_tuning):
     if device_tuning == 'plain':
         monkeypatch.setitem(TUNINGS, 'cpu', PLAIN)
-    calls = {'columns': 0, 'folded': 0}
-    scaled_columns = PEDConv2d._scaled_columns
-    conv_forward = PEDConv2d._conv_forward
+    tuning = tuning_for('cpu')
+    forms = []
+    rank1_form = PEDConv2d._rank1_form
 
-    def count_columns(self, *args):
-        calls['columns'] += 1
-        return scaled_columns(self, *args)
+    def record(self, *args):
+        forms.append(rank1_form(self, *args))
+        return forms[-1]
 
-    def count_folded(self, x, weight, bias):
-        # the folded kernel is the only batch-1 conv that carries the bias
-        calls['folded'] += bias is not None
-        return conv_forward(self, x, weight, bias)
-
-    monkeypatch.setattr(PEDConv2d, '_scaled_columns', count_columns)
-    monkeypatch.setattr(PEDConv2d, '_conv_forward', count_folded)
+    monkeypatch.setattr(PEDConv2d, '_rank1_form', record)
     deep = PEDConv2d(32, 64, 3, padding=1, reduction=4).eval()
     small = PEDConv2d(4, 4, 3, padding=1, reduction=2).eval()
+    pointwise = PEDConv2d(8, 8, 1, reduction=2).eval()
     with torch.no_grad():
         deep(torch.randn(2, 32, 4, 4))
+        deep(torch.randn(1, 32, 4, 4))  # a small weight at batch 1
         small(torch.randn(1, 4, 8, 8))
-    assert calls == {'columns': columns, 'folded': folded}
+        pointwise(torch.randn(2, 8, 8, 8))
+    if device_tuning == 'cpu':
+        assert tuning.ped_batch1_columns_min_weight > deep.weight.numel()
+        assert forms == ['columns', 'scaled', 'folded', 'matmul']
+    else:
+        assert forms == ['scaled'] * 4
+
+
+def test_pedconv_batch1_columns_above_the_weight_threshold(monkeypatch):
+    deep = PEDConv2d(32, 64, 3, padding=1, reduction=4).eval()
+    x = torch.randn(1, 32, 4, 4)
+    tuning = dataclasses.replace(
+        TUNINGS['cpu'], ped_batch1_columns_min_weight=deep.weight.numel())
+    assert deep._rank1_form(x, 16, tuning) == 'columns'
+    tuning = dataclasses.replace(
+        tuning, ped_batch1_columns_min_weight=deep.weight.numel() + 1)
+    assert deep._rank1_form(x, 16, tuning) == 'scaled'
 
 
 def test_dgconv_grouped_backward_on_the_plain_paths(monkeypatch):
