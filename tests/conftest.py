@@ -29,3 +29,14 @@ def synthetic_kinetics(tmp_path_factory):
     return make_synthetic_kinetics(
         root, videos_per_class=1, val_per_class=1, num_frames=12, size=64,
         seed=2)
+
+
+@pytest.fixture(autouse=True)
+def isolated_default_scope():
+    """Each test starts with the default scopes it found: a Runner sets the
+    scope of its config (e.g. 'mmaction') process-wide, and backbones built
+    later pick their output format by the current scope."""
+    from mmengine.registry import DefaultScope
+    scopes = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict = scopes

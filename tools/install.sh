@@ -103,10 +103,23 @@ if ! pkgs_ok; then
     "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "mmcv==$MMCV_VERSION"
 fi
 
+# 4b. openmim, for `mim train mmdgconv CONFIG` / `mim test`. Without its
+#     opendatalab dependency: that pulls openxlab, which pins setuptools 60
+#     and requests 2.28 (breaking the editable install and the stack), and
+#     mim's commands never import it.
+mim_ok() { have_version openmim 0.3.9 && "$VENV/bin/mim" --version >/dev/null 2>&1; }
+if ! mim_ok; then
+  log "installing openmim (without opendatalab)"
+  "${PIP[@]}" --no-deps openmim==0.3.9
+  "${PIP[@]}" click colorama model-index pandas requests rich tabulate
+fi
+
 # 5. The package itself, editable. Checked from a neutral directory, so the
 #    source tree in the working directory cannot mask a missing install.
+#    The install also links configs/, tools/ and model-index.yml into
+#    mmdgconv/.mim (setup.py), where mmengine and mim look for them.
 if ! (cd / && "$PY" -c 'import mmdgconv, sys; sys.exit(0 if mmdgconv.__file__.startswith(sys.argv[1]) else 1)' \
-      "$ROOT/mmdgconv") >/dev/null 2>&1; then
+      "$ROOT/mmdgconv") >/dev/null 2>&1 || [ ! -e "$ROOT/mmdgconv/.mim/configs" ]; then
   log "installing mmdgconv (editable)"
   "${PIP[@]}" --no-build-isolation --no-deps -e "$ROOT"
 fi

@@ -2,8 +2,8 @@ _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmdgconv'], allow_failed_imports=False)
 
 # ImageNet pre-training of this backbone comes from
-# configs/g_resnext/g-resnext50-32x4d_8xb32_in1k.py with depth=101 and
-# base_width=8 (no public weights exist);
+# configs/g_resnext/g-resnext101-32x8d_8xb32_in1k.py (no public weights
+# exist);
 # point `pretrained` at its checkpoint, or train from scratch with
 # `--cfg-options model.backbone.init_cfg=None`.
 pretrained = 'checkpoints/g-resnext101-32x8d_in1k.pth'

@@ -11,11 +11,14 @@ NARROW = {
     'mmdgconv.GResNeXt': dict(groups=4, base_width=4, base_channels=16),
     'mmdgconv.ResNetCoC': dict(base_channels=16),
     'mmdgconv.PEDResNet': dict(base_channels=16, ped_cfg=dict(reduction=4)),
+    'mmdgconv.P4ResNet': dict(base_channels=16),
 }
 
 
 @pytest.mark.parametrize('config', [
     'g_resnext/g-resnext50-32x4d_8xb32_in1k.py',
+    'g_resnext/g-resnext101-32x8d_8xb32_in1k.py',
+    'p4/p4-resnet50_8xb32_in1k.py',
     'coc/resnet50-coc_8xb32_in1k.py',
     'coc/resnet50-coc_8xb32_in1k_deploy.py',
     'pedconv/ped-resnet18_8xb32_in1k.py',
@@ -26,8 +29,13 @@ def test_classifier_config_builds_and_trains_a_step(config):
     from mmpretrain.structures import DataSample
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     assert cfg.default_scope == 'mmpretrain'
+    if '101-32x8d' in config:
+        assert (cfg.model.backbone.depth, cfg.model.backbone.groups,
+                cfg.model.backbone.base_width) == (101, 32, 8)
     cfg.model.backbone.update(NARROW[cfg.model.backbone.type])
-    cfg.model.head.in_channels = 512 if 'resnet18' not in config else 128
+    # the narrow widths' last stage (P4ResNet: half, group-pooled)
+    cfg.model.head.in_channels = 128 if 'resnet18' in config else (
+        256 if 'p4' in config else 512)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg.model)
     model.init_weights()

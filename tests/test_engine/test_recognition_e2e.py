@@ -16,28 +16,42 @@ NARROW = {
     'mmdgconv.PEDResNet': dict(base_channels=16, ped_cfg=dict(reduction=4)),
     'mmpretrain.ResNeXt': dict(groups=4, width_per_group=4,
                                base_channels=16),
+    'mmdgconv.P4ResNet': dict(base_channels=16),
 }
 
 
-def _config(name):
-    return osp.join(CONFIGS, f'tsn_imagenet-pretrained-{name}_8xb32-1x1x3-'
-                    '100e_kinetics400-rgb.py')
+def _config(name, segments='1x1x3'):
+    return osp.join(CONFIGS, f'tsn_imagenet-pretrained-{name}_8xb32-'
+                    f'{segments}-100e_kinetics400-rgb.py')
+
+
+def _narrow_head_channels(backbone_type):
+    """The last stage's width at the narrow widths (P4ResNet: half)."""
+    return 256 if backbone_type == 'mmdgconv.P4ResNet' else 512
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('backbone', [
-    'g-resnext50-32x4d', 'r50-coc', 'ped-r50', 'r50', 'x50-32x4d'
-])
-def test_tsn_trains_and_validates_on_videos(backbone, synthetic_kinetics,
-                                            tmp_path):
-    cfg = Config.fromfile(_config(backbone))
+@pytest.mark.parametrize('backbone,segments', [
+    (backbone, segments)
+    for backbone in ('g-resnext50-32x4d', 'r50-coc', 'ped-r50', 'r50',
+                     'x50-32x4d')
+    for segments in ('1x1x3', '1x1x8')
+] + [('p4-r50', '1x1x3')])
+def test_tsn_trains_and_validates_on_videos(backbone, segments,
+                                            synthetic_kinetics, tmp_path):
+    cfg = Config.fromfile(_config(backbone, segments))
     assert cfg.default_scope == 'mmaction'
     assert cfg.model.type == 'Recognizer2D'
+    # the segments the config's name promises, in training and testing
+    num_clips = int(segments.split('x')[-1])
+    assert cfg.train_dataloader.dataset.pipeline[1].num_clips == num_clips
+    assert cfg.val_dataloader.dataset.pipeline[1].num_clips == num_clips
     cfg = shrink_recognition_config(cfg, synthetic_kinetics, str(tmp_path))
     narrow = NARROW.get(cfg.model.backbone.type)
     if narrow:
         cfg.model.backbone.update(narrow)
-        cfg.model.cls_head.in_channels = 512
+        cfg.model.cls_head.in_channels = _narrow_head_channels(
+            cfg.model.backbone.type)
     runner = Runner.from_cfg(cfg)
     runner.train()
     scalars = runner.message_hub.log_scalars
@@ -51,7 +65,7 @@ def test_tsn_trains_and_validates_on_videos(backbone, synthetic_kinetics,
 
 
 @pytest.mark.parametrize('backbone', ['g-resnext50-32x4d', 'r50-coc',
-                                      'ped-r50'])
+                                      'ped-r50', 'p4-r50'])
 def test_tsn_predict_mode_with_the_stock_recognizer(backbone):
     import torch
     from mmaction.registry import MODELS
@@ -60,7 +74,9 @@ def test_tsn_predict_mode_with_the_stock_recognizer(backbone):
     cfg = Config.fromfile(_config(backbone))
     cfg.model.backbone.update(NARROW[cfg.model.backbone.type])
     cfg.model.backbone.init_cfg = None
-    cfg.model.cls_head.update(in_channels=512, num_classes=4)
+    cfg.model.cls_head.update(
+        in_channels=_narrow_head_channels(cfg.model.backbone.type),
+        num_classes=4)
     with DefaultScope.overwrite_default_scope('mmaction'):
         model = MODELS.build(cfg.model).eval()
     inputs = torch.rand(2, 3, 3, 56, 56) * 255  # (N, segments, C, H, W)
@@ -92,3 +108,51 @@ def test_seed_schedule_configs(backbone, backbone_type):
     assert cfg.param_scheduler[0].milestones == [50000, 80000]
     if backbone == 'g-resnext50-32x4d':
         assert cfg.model.backbone.freeze_groups
+
+
+def _stock_tsn_config():
+    import mmaction
+    return osp.join(osp.dirname(mmaction.__file__), '.mim', 'configs',
+                    'recognition', 'tsn', 'tsn_imagenet-pretrained-r50_8xb32-'
+                    '1x1x3-100e_kinetics400-rgb.py')
+
+
+@pytest.mark.parametrize('backbone', [
+    dict(type='mmdgconv.GResNeXt', depth=50),
+    dict(type='mmdgconv.ResNetCoC', depth=50),
+    dict(type='mmdgconv.PEDResNet', depth=50),
+])
+def test_swapping_the_backbone_dict_of_the_stock_tsn_config(backbone):
+    """Nothing but the type (and depth) changes in mmaction2's own config:
+    the backbone gives its last stage as a tensor, as mmaction2's ResNet,
+    while the same backbone built for mmdet keeps all four stages in a
+    tuple for the neck."""
+    import torch
+    from mmaction.registry import MODELS
+    from mmaction.structures import ActionDataSample
+    from mmengine.registry import DefaultScope
+
+    from mmdgconv.registry import MODELS as MMDGCONV_MODELS
+    cfg = Config.fromfile(_stock_tsn_config())
+    cfg.merge_from_dict(dict(model=dict(backbone=backbone)))
+    assert cfg.model.backbone.pretrained.startswith('https://')  # kept, unused
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        model = MODELS.build(cfg.model).eval()
+    assert model.backbone.out_indices == (3, )
+    assert model.backbone.return_tuple is False
+    inputs = torch.rand(2, 3, 3, 64, 64) * 255  # (N, segments, C, H, W)
+    samples = [ActionDataSample().set_gt_label(i) for i in (0, 3)]
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=list(inputs),
+                                            data_samples=samples))
+        predictions = model(**data, mode='predict')
+    assert [p.pred_score.shape for p in predictions] == [(400, )] * 2
+    for scope in ('mmdet', 'mmpretrain', None):
+        with DefaultScope.overwrite_default_scope(scope):
+            elsewhere = MMDGCONV_MODELS.build(backbone)
+        assert elsewhere.return_tuple is True
+        assert elsewhere.out_indices == (0, 1, 2, 3)
+    explicit = dict(backbone, out_indices=(2, 3), return_tuple=True)
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        model = MMDGCONV_MODELS.build(explicit)
+    assert model.out_indices == (2, 3) and model.return_tuple is True

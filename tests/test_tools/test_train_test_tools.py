@@ -60,6 +60,22 @@ def test_train_resume_then_test(small_config, tmp_path):
     assert osp.getsize(predictions) > 0
 
 
+@pytest.mark.slow
+def test_mim_trains_through_the_packaged_tools(small_config, tmp_path):
+    """``mim train mmdgconv CONFIG`` runs ``mmdgconv/.mim/tools/train.py``
+    (the install puts the tools there, as the toolboxes do)."""
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    work = str(tmp_path / 'work')
+    result = subprocess.run(
+        [mim, 'train', 'mmdgconv', small_config, '--work-dir', work, '-y'],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    command = next(line for line in result.stdout.splitlines()
+                   if line.startswith('Training command is'))
+    assert osp.join('mmdgconv', '.mim', 'tools', 'train.py') in command
+    assert osp.isfile(osp.join(work, 'iter_2.pth'))
+
+
 def test_test_tool_rejects_missing_and_corrupted_checkpoints(
         small_config, tmp_path):
     missing = str(tmp_path / 'missing.pth')

@@ -107,8 +107,9 @@ class GResNeXt(BackboneMixin, ResNeXt):
             groups, or, for 0, a ``DGConv2d(deploy=True)`` (a grouped conv
             between fixed channel permutations, for a block whose
             permutation could not be folded). Default: None.
-        return_tuple (bool): False returns a tensor for a single output
-            index (mmaction2's TSN). Default: True.
+        return_tuple (bool, optional): False returns a tensor for a single
+            output index (mmaction2's TSN). Default: None, False when built
+            in mmaction2's scope and True elsewhere.
         **kwargs: The mmdet ResNet interface: ``in_channels, stem_channels,
             base_channels, num_stages, strides, dilations, out_indices,
             style, deep_stem, avg_down, frozen_stages, conv_cfg, norm_cfg,

@@ -13,6 +13,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmdgconv.models.layers import GroupConv2d, GroupPool, GroupSpatialPool
 from mmdgconv.models.layers.p4_conv2d import group_size
 from mmdgconv.registry import MODELS
+from .backbone_mixin import (built_for_mmaction, format_outputs,
+                             resolve_return_tuple)
 
 
 def _group_norm_cfg(norm_cfg: dict) -> dict:
@@ -99,7 +101,9 @@ class P4ResNet(BaseModule):
             keeps the parameter count close to the ResNet's.
         strides (Sequence[int]): First-block stride of each stage.
             Default: (1, 2, 2, 2).
-        out_indices (Sequence[int]): Output stages. Default: (0, 1, 2, 3).
+        out_indices (Sequence[int], optional): Output stages. Default: None,
+            the last one in mmaction2's scope (as mmaction2's ResNet) and
+            all four elsewhere.
         frozen_stages (int): Stages to freeze (the stem is stage 0); -1
             freezes nothing. Default: -1.
         norm_cfg (dict): Norm config; 'BN' becomes a 3-d BatchNorm over the
@@ -108,6 +112,9 @@ class P4ResNet(BaseModule):
             Default: True.
         group_pool (str): 'max' or 'mean' pooling of the outputs over the
             group axis. Default: 'max'.
+        return_tuple (bool, optional): False returns a tensor for a single
+            output index (mmaction2's TSN). Default: None, False when built
+            in mmaction2's scope and True elsewhere.
         init_cfg (dict | list[dict], optional): Initialisation config.
 
     Example:
@@ -130,11 +137,12 @@ class P4ResNet(BaseModule):
                  base_channels=64,
                  width_divisor=None,
                  strides=(1, 2, 2, 2),
-                 out_indices=(0, 1, 2, 3),
+                 out_indices=None,
                  frozen_stages=-1,
                  norm_cfg=dict(type='BN', requires_grad=True),
                  norm_eval=True,
                  group_pool='max',
+                 return_tuple=None,
                  init_cfg=None):
         if init_cfg is None:
             init_cfg = [
@@ -142,6 +150,8 @@ class P4ResNet(BaseModule):
                 dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
             ]
         super().__init__(init_cfg)
+        if out_indices is None:
+            out_indices = (3, ) if built_for_mmaction() else (0, 1, 2, 3)
         if depth not in self.arch_settings:
             raise KeyError(f'invalid depth {depth} for P4ResNet, expected one '
                            f'of {sorted(self.arch_settings)}')
@@ -151,6 +161,7 @@ class P4ResNet(BaseModule):
                              f'and {out_indices}')
         self.depth, self.group = depth, group
         self.out_indices = tuple(out_indices)
+        self.return_tuple = resolve_return_tuple(return_tuple)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         norm_cfg = _group_norm_cfg(norm_cfg)
@@ -204,7 +215,7 @@ class P4ResNet(BaseModule):
             x = getattr(self, name)(x)
             if i in self.out_indices:
                 outs.append(self.pool(x))
-        return tuple(outs)
+        return format_outputs(outs, self.return_tuple)
 
     def train(self, mode=True):
         """Set training mode, keeping frozen stages and ``norm_eval``."""

@@ -64,8 +64,9 @@ class PEDResNet(BackboneMixin, ResNet):
         ped_cfg (dict, optional): Overrides of :data:`DEFAULT_PED_CFG`, the
             options of :class:`~mmdgconv.models.layers.PEDConv2d`.
         ped_stages (Sequence[bool]): Which stages use PEDConv. Default: all.
-        return_tuple (bool): False returns a tensor for a single output
-            index (mmaction2's TSN). Default: True.
+        return_tuple (bool, optional): False returns a tensor for a single
+            output index (mmaction2's TSN). Default: None, False when built
+            in mmaction2's scope and True elsewhere.
         **kwargs: The mmdet ResNet interface (``out_indices, frozen_stages,
             norm_cfg, norm_eval, with_cp, style, plugins, init_cfg``, ...).
 

@@ -48,8 +48,9 @@ class ResNetCoC(BackboneMixin, ResNet):
         coc_stages (Sequence[bool]): Which stages use CoC. Default: all.
         coc_stem (bool): Whether the stem uses CoC. Default: True.
         deploy (bool): Build the deployed (plain conv) form. Default: False.
-        return_tuple (bool): False returns a tensor for a single output
-            index (mmaction2's TSN). Default: True.
+        return_tuple (bool, optional): False returns a tensor for a single
+            output index (mmaction2's TSN). Default: None, False when built
+            in mmaction2's scope and True elsewhere.
         **kwargs: The mmdet ResNet interface (``out_indices, frozen_stages,
             norm_cfg, norm_eval, with_cp, style, dcn, plugins, init_cfg``,
             ...). ``conv_cfg`` still applies to the stages and the stem that

@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmdgconv.registry import MODELS
 from .conv_checks import check_conv_args, check_input_channels
 
 _ROTATION = np.array([[0, -1], [1, 0]])
@@ -106,6 +107,7 @@ def filter_indices(group: str, in_size: int, kernel_size: int) -> Tensor:
     return index
 
 
+@MODELS.register_module()
 class GroupConv2d(nn.Module):
     """A G-correlation layer (base of the four p4/p4m layers).
 
@@ -207,6 +209,7 @@ class GroupConv2d(nn.Module):
                            *out.shape[2:])
 
 
+@MODELS.register_module()
 class P4ConvZ2(GroupConv2d):
     """Lifting p4 conv: (B, C_in, H, W) -> (B, C_out, 4, H', W')."""
 
@@ -215,6 +218,7 @@ class P4ConvZ2(GroupConv2d):
                          lifting=True, **kwargs)
 
 
+@MODELS.register_module()
 class P4ConvP4(GroupConv2d):
     """p4 conv: (B, C_in, 4, H, W) -> (B, C_out, 4, H', W')."""
 
@@ -223,6 +227,7 @@ class P4ConvP4(GroupConv2d):
                          lifting=False, **kwargs)
 
 
+@MODELS.register_module()
 class P4MConvZ2(GroupConv2d):
     """Lifting p4m conv: (B, C_in, H, W) -> (B, C_out, 8, H', W')."""
 
@@ -231,6 +236,7 @@ class P4MConvZ2(GroupConv2d):
                          lifting=True, **kwargs)
 
 
+@MODELS.register_module()
 class P4MConvP4M(GroupConv2d):
     """p4m conv: (B, C_in, 8, H, W) -> (B, C_out, 8, H', W')."""
 
@@ -239,10 +245,12 @@ class P4MConvP4M(GroupConv2d):
                          lifting=False, **kwargs)
 
 
-#: The issue's name for the p4m-to-p4m layer.
-P4MConvP4 = P4MConvP4M
+#: Another name for the p4m-to-p4m layer (p4m in, p4m out), also in the
+#: registry.
+P4MConvP4 = MODELS.register_module(name='P4MConvP4', module=P4MConvP4M)
 
 
+@MODELS.register_module()
 class GroupPool(nn.Module):
     """Pool over the group axis: (B, C, |H|, H, W) -> (B, C, H, W).
 
@@ -264,6 +272,7 @@ class GroupPool(nn.Module):
         return x.amax(2) if self.mode == 'max' else x.mean(2)
 
 
+@MODELS.register_module()
 class GroupSpatialPool(nn.Module):
     """Spatial max/avg pooling of a group feature map.
 

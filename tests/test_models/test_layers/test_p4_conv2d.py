@@ -191,3 +191,26 @@ def test_equals_e2cnn_regular_representation_r2conv(lifting):
     actual = ours(x if lifting else x.reshape(2, cin, 4, 11, 11))
     torch.testing.assert_close(actual.reshape(2, cout * 4, 11, 11), expected,
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('name,cls,group_size,lifting', [
+    ('P4ConvZ2', P4ConvZ2, 4, True),
+    ('P4ConvP4', P4ConvP4, 4, False),
+    ('P4MConvZ2', P4MConvZ2, 8, True),
+    ('P4MConvP4M', P4MConvP4, 8, False),
+    ('P4MConvP4', P4MConvP4, 8, False),
+])
+def test_built_from_the_registry(name, cls, group_size, lifting):
+    """Configs name the layers (and the pools) in the mmdgconv scope."""
+    from mmdgconv.registry import MODELS
+    layer = MODELS.build(dict(type=name, in_channels=3, out_channels=5,
+                              kernel_size=3, padding=1))
+    assert type(layer) is cls
+    x = torch.randn(2, 3, 6, 6) if lifting else torch.randn(
+        2, 3, group_size, 6, 6)
+    out = layer(x)
+    assert out.shape == (2, 5, group_size, 6, 6)
+    pooled = MODELS.build(dict(type='mmdgconv.GroupPool', mode='max'))(out)
+    torch.testing.assert_close(pooled, out.amax(2))
+    spatial = MODELS.build(dict(type='GroupSpatialPool', kernel_size=2))
+    assert spatial(out).shape == (2, 5, group_size, 3, 3)
