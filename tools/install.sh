@@ -123,5 +123,17 @@ if ! (cd / && "$PY" -c 'import mmdgconv, sys; sys.exit(0 if mmdgconv.__file__.st
   log "installing mmdgconv (editable)"
   "${PIP[@]}" --no-build-isolation --no-deps -e "$ROOT"
 fi
+# mmengine (for `mmdgconv::` config paths) and mim look for the package at
+# <site-packages>/mmdgconv, beside its metadata, as the toolboxes' own
+# `setup.py develop` installs provided. A PEP 660 editable install has no
+# such folder, so a link to the checkout stands there.
+SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [ "$(readlink -f "$SITE/mmdgconv" 2>/dev/null)" != "$ROOT/mmdgconv" ]; then
+  if [ -e "$SITE/mmdgconv" ] && [ ! -L "$SITE/mmdgconv" ]; then
+    log "ERROR: $SITE/mmdgconv is a copy of another install; uninstall it first"
+    exit 1
+  fi
+  ln -sfn "$ROOT/mmdgconv" "$SITE/mmdgconv"
+fi
 
 log "ready: $("$PY" -c 'import torch, mmcv, mmdet, mmengine; print(f"torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}")')"

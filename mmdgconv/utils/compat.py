@@ -23,6 +23,9 @@ Applied once by ``import mmdgconv``:
 - mmengine 0.10.7 builds ``ConfigDict`` optimiser parameter groups, on which
   dynamo fails when a config's ``compile`` compiles ``train_step``; they
   are made plain dicts.
+- mmengine 0.10.7 resolves ``package::`` config paths only for the
+  packages in its own table; ``mmdgconv`` is added to it, so a config can
+  start from ``_base_ = 'mmdgconv::...'`` once mmdgconv is imported.
 - torch >= 2.6 loads checkpoints with ``weights_only=True``, which refuses
   the Python objects mmengine stores (its message hub's history buffers,
   numpy scalars and arrays). Local checkpoints are loaded with an explicit
@@ -421,8 +424,21 @@ def install_plain_param_groups() -> None:
     DefaultOptimWrapperConstructor.__call__ = build_with_plain_groups
 
 
+def install_config_prefix() -> None:
+    """Let mmengine resolve ``mmdgconv::path/to/config.py``.
+
+    mmengine 0.10.7 resolves a ``package::`` config path only for the
+    packages in its own table (``MODULE2PACKAGE``), then reads the config
+    from ``<package>/.mim/configs``, where the install puts ours. The entry
+    is added unless the installed mmengine has one.
+    """
+    from mmengine.config import utils as config_utils
+    config_utils.MODULE2PACKAGE.setdefault('mmdgconv', 'mmdgconv')
+
+
 def apply_compat_shims() -> None:
     """Apply every shim; safe to call more than once."""
+    install_config_prefix()
     install_mmaction_drn_standin()
     install_safe_checkpoint_loader()
     install_cpu_distributed_support()

@@ -1,5 +1,7 @@
 """tools/train.py and tools/test.py, run as a user runs them."""
+import json
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -58,6 +60,34 @@ def test_train_resume_then_test(small_config, tmp_path):
     assert test.returncode == 0, test.stderr[-3000:]
     assert "'coco/bbox_mAP'" in test.stdout
     assert osp.getsize(predictions) > 0
+
+    # The results table evaluates through the same test loop: the AP the
+    # test tool printed, and the parameters of the model it built.
+    table_json = str(tmp_path / 'table.json')
+    table = _run(osp.join(REPO, 'tools', 'analysis', 'results_table.py'),
+                 small_config, osp.join(work, 'iter_3.pth'), '--json',
+                 table_json, '--out', str(tmp_path / 'table.md'), '--size',
+                 '64', cwd=str(tmp_path))
+    assert table.returncode == 0, table.stderr[-3000:]
+    assert '[1/1] small_faster_rcnn.py with iter_3.pth' in table.stdout
+    printed = {key: float(value) for key, value in re.findall(
+        r"'coco/(bbox_mAP\w*)': (-?[0-9.]+)", test.stdout)}
+    assert len(printed) == 6
+    with open(table_json) as f:
+        row, = json.load(f)
+    assert row['task'] == 'detection'
+    for key, value in printed.items():
+        assert row['metrics'][f'coco/{key}'] == value, key
+    assert row['cells']['AP'] == pytest.approx(100 * printed['bbox_mAP'])
+    cfg = Config.fromfile(small_config)
+    from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        params = sum(p.numel() for p in MODELS.build(cfg.model).parameters())
+    assert row['cells']['params (M)'] == pytest.approx(params / 1e6)
+    assert row['cells']['backbone'] == 'GResNeXt-50'
+    with open(tmp_path / 'table.md') as f:
+        assert f.read().startswith('detection:\n\n| backbone | AP | AP.5 |')
 
 
 @pytest.mark.slow
@@ -119,6 +149,32 @@ def test_test_tool_refuses_the_checkpoint_of_another_model(
                   str(tmp_path / 'w'), cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "'coco/bbox_mAP'" in result.stdout
+
+
+def _results_table(monkeypatch, *args):
+    """Run tools/analysis/results_table.py in this process; its exit
+    message."""
+    import runpy
+    monkeypatch.setattr(sys, 'argv', ['results_table.py', *args])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(osp.join(REPO, 'tools', 'analysis',
+                                'results_table.py'), run_name='__main__')
+    return str(exit_info.value)
+
+
+def test_results_table_rejects_bad_pairs_before_evaluating(
+        small_config, tmp_path, monkeypatch, capsys):
+    missing = str(tmp_path / 'missing.pth')
+    assert _results_table(monkeypatch, small_config, missing) == (
+        f'error: checkpoint {missing} does not exist')
+    assert _results_table(monkeypatch, small_config) == '2'  # argparse
+    assert 'has no partner' in capsys.readouterr().err
+    checkpoint = tmp_path / 'c.pth'
+    checkpoint.write_bytes(b'')
+    message = _results_table(monkeypatch, small_config, str(checkpoint),
+                             '--csv', '/proc/table.csv')
+    assert message.startswith('error: cannot write /proc/table.csv')
+    assert not any(tmp_path.glob('**/*.log'))  # nothing was evaluated
 
 
 def test_train_tool_rejects_missing_config_and_foreign_scope(tmp_path):

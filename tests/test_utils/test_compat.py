@@ -182,3 +182,19 @@ def test_optimiser_param_groups_are_plain_dicts_for_torch_compile():
     torch.compile(wrappers[1].optimizer.step, backend='eager')()
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_configs_start_from_the_mmdgconv_prefix(tmp_path):
+    """The install puts the configs in mmdgconv/.mim; the shim lets
+    mmengine resolve the prefix to them."""
+    from mmengine.config import Config
+    from mmengine.config.utils import MODULE2PACKAGE
+    assert MODULE2PACKAGE['mmdgconv'] == 'mmdgconv'
+    config = tmp_path / 'my_detector.py'
+    config.write_text(
+        "_base_ = 'mmdgconv::coc/retinanet_r50-coc_fpn_1x_coco.py'\n"
+        'model = dict(backbone=dict(depth=101))\n')
+    cfg = Config.fromfile(str(config))
+    assert cfg.model.backbone.type == 'mmdgconv.ResNetCoC'
+    assert cfg.model.backbone.depth == 101
+    assert cfg.default_scope == 'mmdet'

@@ -344,12 +344,18 @@ class PEDConv2d(nn.Conv2d):
         if form == 'columns':
             columns = self._scaled_columns(
                 x, phi[:, :, None] * psi[:, None], (out_h, out_w))
-            # The product with the shared weight as a 1x1 conv over the
-            # columns: oneDNN runs it (and its backward) faster than the
-            # equivalent batched GEMM.
-            out = F.conv2d(
-                columns.view(batch, -1, out_h, out_w),
-                self.weight.reshape(self.out_channels, -1, 1, 1))
+            weight = self.weight.reshape(self.out_channels, -1)
+            if torch.compiler.is_compiling():
+                # inductor does better with the GEMM (bench_pedconv.py's
+                # compiled rows, paired A/B)
+                out = (weight @ columns).reshape(batch, self.out_channels,
+                                                 out_h, out_w)
+            else:
+                # Eager: the product with the shared weight as a 1x1 conv
+                # over the columns; oneDNN runs it (and its backward)
+                # faster than the equivalent batched GEMM.
+                out = F.conv2d(columns.view(batch, -1, out_h, out_w),
+                               weight[:, :, None, None])
         else:
             x = x * self._per_input_channel(phi).to(x.dtype)[:, :, None,
                                                               None]
@@ -372,8 +378,8 @@ class PEDConv2d(nn.Conv2d):
         - 'columns': a deep k x k layer (fewer output pixels than output
           channels) scales the unfolded input by phi and psi and multiplies
           once by the shared weight, which is then read once;
-        - 'matmul': a 1x1 layer whose activations outweigh its weight runs
-          every sample's own weight matrix in one batched GEMM;
+        - 'matmul' (eager): a 1x1 layer whose activations outweigh its
+          weight runs every sample's own weight matrix in one batched GEMM;
         - 'folded' (batch 1): a weight smaller than the activations takes
           every factor into the one kernel;
         - 'scaled': phi scales the input, gamma the output, and psi goes
@@ -387,7 +393,10 @@ class PEDConv2d(nn.Conv2d):
                      tuning.ped_batch1_columns_min_weight)):
             return 'columns'
         activation_size = x[0].numel() + self.out_channels * out_pixels
+        # (Eager only: under inductor scaling the activations does better,
+        # bench_pedconv.py's compiled rows.)
         if (tuning.ped_matmul_min_activation_ratio and batch > 1
+                and not torch.compiler.is_compiling()
                 and self.kernel_size == (1, 1) and self.groups == 1
                 and self.padding in ((0, 0), 'valid')
                 and activation_size >=

@@ -18,7 +18,8 @@ TOLERANCE = {torch.bfloat16: 4e-2, torch.float16: 5e-3}
 
 class _ConvDtypes(TorchDispatchMode):
     """Records the input and weight dtypes of every convolution, forward
-    and backward, as dispatched (after autocast)."""
+    and backward, as dispatched (after autocast), and of every batched GEMM
+    (PEDConv's per-sample 1x1 matrices), forward or inside backward."""
 
     def __init__(self):
         super().__init__()
@@ -29,6 +30,10 @@ class _ConvDtypes(TorchDispatchMode):
             self.seen.append(('forward', args[0].dtype, args[1].dtype))
         elif func is aten.convolution_backward.default:
             self.seen.append(('backward', args[1].dtype, args[2].dtype))
+        elif func is aten.bmm.default:
+            in_backward = torch._C._current_graph_task_id() != -1
+            self.seen.append(('backward bmm' if in_backward else
+                              'forward bmm', args[0].dtype, args[1].dtype))
         return func(*args, **(kwargs or {}))
 
 
@@ -72,11 +77,18 @@ def test_autocast_computes_in_the_autocast_dtype_and_matches_float32(
     with torch.autocast('cpu', dtype=dtype):
         stock_dtype = stock(torch.rand(1, 4, 2, 2)).dtype
     assert out.dtype == stock_dtype == dtype
-    convs = [entry for entry in recorder.seen]
-    assert any(kind == 'forward' for kind, _, _ in convs)
+    seen = recorder.seen
+    # The layer's product (a conv, or PEDConv's per-sample batched GEMM)
+    # runs in the autocast dtype, forward and backward ...
+    assert any(kind.startswith('forward') and a == w == dtype
+               for kind, a, w in seen), seen
     if training:
-        assert any(kind == 'backward' for kind, _, _ in convs)
-    assert all(a == w == dtype for _, a, w in convs), convs
+        assert any(kind.startswith('backward') and a == w == dtype
+                   for kind, a, w in seen), seen
+    # ... and so does every conv (parameter-only GEMMs, e.g. CoC's kernel
+    # generation, may stay in float32).
+    assert all(a == w == dtype for kind, a, w in seen
+               if not kind.endswith('bmm')), seen
 
     tolerance = TOLERANCE[dtype]
     assert _relative_error(out, expected) < tolerance
