@@ -46,3 +46,13 @@ def test_tsn_demo_prints_top1_top5(tmp_path):
     assert '4/4' in result.stdout  # the progress bar
     assert osp.isfile(tmp_path / 'data' /
                       'kinetics400_train_list_videos.txt')
+
+
+@pytest.mark.parametrize('config', [
+    'g_resnext/faster-rcnn_g-resnext50-narrow_fpn_synthetic-coco.py',
+    'tsn/tsn_g-resnext50-narrow_synthetic-kinetics.py'])
+def test_demo_configs_fix_the_seed(config):
+    """Run through any tool, the demo configs train the same model twice."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config))
+    assert cfg.randomness.seed == 0
