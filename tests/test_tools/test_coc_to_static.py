@@ -72,17 +72,18 @@ def test_converts_a_whole_retinanet_exactly(retinanet, tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_failure_paths_leave_files_untouched(retinanet, tmp_path):
+def test_failure_paths_leave_files_untouched(retinanet, tmp_path,
+                                            run_tool_in_process):
     checkpoint = retinanet['checkpoint']
     original = open(checkpoint, 'rb').read()
 
-    same = _run(retinanet['config'], checkpoint, checkpoint,
+    same = run_tool_in_process(TOOL, retinanet['config'], checkpoint, checkpoint,
                 cwd=str(tmp_path))
     assert same.returncode != 0
     assert 'refusing to overwrite the input' in same.stderr
     assert open(checkpoint, 'rb').read() == original
 
-    no_coc = _run(retinanet['deploy_config'], checkpoint,
+    no_coc = run_tool_in_process(TOOL, retinanet['deploy_config'], checkpoint,
                   str(tmp_path / 'x.pth'), cwd=str(tmp_path))
     assert no_coc.returncode != 0
     assert 'does not match the model built from' in no_coc.stderr
@@ -91,19 +92,19 @@ def test_failure_paths_leave_files_untouched(retinanet, tmp_path):
     deployed_ckpt = str(tmp_path / 'deployed.pth')
     deployed = build_model(Config.fromfile(retinanet['deploy_config']))
     torch.save(dict(state_dict=deployed.state_dict()), deployed_ckpt)
-    nothing = _run(retinanet['deploy_config'], deployed_ckpt,
+    nothing = run_tool_in_process(TOOL, retinanet['deploy_config'], deployed_ckpt,
                    str(tmp_path / 'y.pth'), cwd=str(tmp_path))
     assert nothing.returncode != 0 and 'no CoC layer' in nothing.stderr
 
     corrupted = tmp_path / 'corrupted.pth'
     corrupted.write_bytes(original[:1000])
-    bad = _run(retinanet['config'], str(corrupted), str(tmp_path / 'z.pth'),
+    bad = run_tool_in_process(TOOL, retinanet['config'], str(corrupted), str(tmp_path / 'z.pth'),
                cwd=str(tmp_path))
     assert bad.returncode != 0 and 'corrupted.pth' in bad.stderr
 
     # Under /proc even root cannot create files: refused before converting,
     # in one line.
-    unwritable = _run(retinanet['config'], checkpoint, '/proc/out.pth',
+    unwritable = run_tool_in_process(TOOL, retinanet['config'], checkpoint, '/proc/out.pth',
                       cwd=str(tmp_path))
     assert unwritable.returncode != 0
     assert unwritable.stderr.strip().splitlines()[-1].startswith(

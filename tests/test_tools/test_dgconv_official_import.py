@@ -78,10 +78,11 @@ def test_imported_classifier_gives_the_reference_logits(tmp_path):
     }
 
 
-def test_foreign_and_mismatched_checkpoints_are_refused(tmp_path):
+def test_foreign_and_mismatched_checkpoints_are_refused(tmp_path,
+                                                        run_tool_in_process):
     foreign = str(tmp_path / 'foreign.pth')
     torch.save({'state_dict': {'conv1.weight': torch.zeros(1)}}, foreign)
-    result = _run(foreign, str(tmp_path / 'a.pth'), str(tmp_path / 'b.pth'),
+    result = run_tool_in_process(TOOL, foreign, str(tmp_path / 'a.pth'), str(tmp_path / 'b.pth'),
                   cwd=str(tmp_path))
     assert result.returncode != 0
     assert 'it is not a reference G_ResNet checkpoint: it has no ' \
@@ -93,7 +94,7 @@ def test_foreign_and_mismatched_checkpoints_are_refused(tmp_path):
     backbone = GResNeXt(depth=50, groups=4, base_width=4, base_channels=16)
     torch.save(dict(meta=dict(iter=100), state_dict={
         'backbone.' + k: v for k, v in backbone.state_dict().items()}), ours)
-    result = _run(ours, str(tmp_path / 'a.pth'), str(tmp_path / 'b.pth'),
+    result = run_tool_in_process(TOOL, ours, str(tmp_path / 'a.pth'), str(tmp_path / 'b.pth'),
                   cwd=str(tmp_path))
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -104,7 +105,7 @@ def test_foreign_and_mismatched_checkpoints_are_refused(tmp_path):
 
     # The same path twice would write one file over the other.
     same = str(tmp_path / 'same.pth')
-    result = _run(ours, same, same, cwd=str(tmp_path))
+    result = run_tool_in_process(TOOL, ours, same, same, cwd=str(tmp_path))
     assert result.returncode != 0 and 'give two different paths' in \
         result.stderr
     fixture = torch.load(osp.join(DATA, 'reference_import_fixture.pt'),
@@ -112,7 +113,7 @@ def test_foreign_and_mismatched_checkpoints_are_refused(tmp_path):
     reference = str(tmp_path / 'ref.pth')
     torch.save(_reference_state_dict(fixture), reference)
     # Without --cfg-options the default config is 32x4d: a clear mismatch.
-    result = _run(reference, str(tmp_path / 'a.pth'),
+    result = run_tool_in_process(TOOL, reference, str(tmp_path / 'a.pth'),
                   str(tmp_path / 'b.pth'), cwd=str(tmp_path))
     assert result.returncode != 0 and 'does not match' in result.stderr
     assert not osp.exists(tmp_path / 'a.pth')

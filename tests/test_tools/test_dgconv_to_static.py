@@ -165,7 +165,7 @@ def test_group_up_down_layers_via_conv_cfg(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_failure_paths(tmp_path):
+def test_failure_paths(tmp_path, run_tool_in_process):
     cfg = Config.fromfile(osp.join(
         CONFIGS, 'g_resnext', 'retinanet_g-resnext50-32x4d_fpn_1x_coco.py'))
     cfg.model.backbone.update(groups=4, base_width=4, base_channels=16,
@@ -181,7 +181,7 @@ def test_failure_paths(tmp_path):
     no_gates = str(tmp_path / 'no_gates.pth')
     torch.save(dict(state_dict={k: v for k, v in state.items()
                                 if not k.endswith('.gate')}), no_gates)
-    result = _run(TOOL, config, no_gates, str(out), cwd=str(tmp_path))
+    result = run_tool_in_process(TOOL, config, no_gates, str(out), cwd=str(tmp_path))
     assert result.returncode != 0
     assert 'missing keys' in result.stderr and '.gate' in result.stderr
 
@@ -189,7 +189,7 @@ def test_failure_paths(tmp_path):
     bad_shape['backbone.layer1.0.conv2.gate'] = torch.zeros(7)
     wrong = str(tmp_path / 'wrong_gates.pth')
     torch.save(dict(state_dict=bad_shape), wrong)
-    result = _run(TOOL, config, wrong, str(out), cwd=str(tmp_path))
+    result = run_tool_in_process(TOOL, config, wrong, str(out), cwd=str(tmp_path))
     assert result.returncode != 0 and 'shape mismatches' in result.stderr
     assert 'layer1.0.conv2.gate' in result.stderr
 
@@ -200,14 +200,14 @@ def test_failure_paths(tmp_path):
     coc_cfg.dump(coc_config)
     coc_ckpt = str(tmp_path / 'coc.pth')
     torch.save(dict(state_dict=build_model(coc_cfg).state_dict()), coc_ckpt)
-    result = _run(TOOL, coc_config, coc_ckpt, str(out), cwd=str(tmp_path))
+    result = run_tool_in_process(TOOL, coc_config, coc_ckpt, str(out), cwd=str(tmp_path))
     assert result.returncode != 0
     assert 'no DGConv layer with gates' in result.stderr
 
-    result = _run(TOOL, config, str(tmp_path / 'missing.pth'), str(out),
+    result = run_tool_in_process(TOOL, config, str(tmp_path / 'missing.pth'), str(out),
                   cwd=str(tmp_path))
     assert result.returncode != 0 and 'missing.pth' in result.stderr
-    result = _run(TOOL, config, wrong, '/proc/nowhere', cwd=str(tmp_path))
+    result = run_tool_in_process(TOOL, config, wrong, '/proc/nowhere', cwd=str(tmp_path))
     assert result.returncode != 0
     assert 'error: cannot write /proc/nowhere' in result.stderr
     assert list(out.iterdir()) == []  # nothing half-written
