@@ -323,9 +323,8 @@ class PEDConv2d(nn.Conv2d):
         form = self._rank1_form(x, out_h * out_w, tuning_for(x.device))
         if form == 'folded':
             # One small kernel with every factor folded in.
-            in_scale = (phi[0][:, None] * psi[0]).reshape(
-                self.weight.shape[1:])
-            kernel = self.weight * gamma[0][:, None, None, None]
+            in_scale = torch.outer(phi[0], psi[0]).view(self.weight.shape[1:])
+            kernel = self.weight * gamma[0].view(-1, 1, 1, 1)
             # In place when nothing needs the product's input for backward.
             kernel = kernel * in_scale if torch.is_grad_enabled() \
                 else kernel.mul_(in_scale)
@@ -392,7 +391,7 @@ class PEDConv2d(nn.Conv2d):
                 and (batch > 1 or weight_size >=
                      tuning.ped_batch1_columns_min_weight)):
             return 'columns'
-        activation_size = x[0].numel() + self.out_channels * out_pixels
+        activation_size = x.numel() // batch + self.out_channels * out_pixels
         # (Eager only: under inductor scaling the activations does better,
         # bench_pedconv.py's compiled rows.)
         if (tuning.ped_matmul_min_activation_ratio and batch > 1
