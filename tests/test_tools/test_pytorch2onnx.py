@@ -181,3 +181,42 @@ def test_deployed_g_resnext_with_interleaved_groups(tmp_path):
         out, providers=['CPUExecutionProvider'])
     np.testing.assert_allclose(session.run(None, {'input': x.numpy()})[0],
                                trained, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('batch', [1, 2])
+def test_every_pedconv_form_exports(batch, tmp_path, monkeypatch):
+    """Column, per-sample-matrix, folded and scaled forms, each traced as
+    the exporter sees it (a deep layer forced into the column form even at
+    batch 1, where only the largest layers take it)."""
+    import dataclasses
+
+    from mmdgconv.models.layers import PEDConv2d
+    from mmdgconv.models.layers.tuning import TUNINGS
+    monkeypatch.setitem(TUNINGS, 'cpu', dataclasses.replace(
+        TUNINGS['cpu'], ped_batch1_columns_min_weight=0))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        PEDConv2d(8, 32, 3, padding=1, reduction=4),  # scaled / folded
+        PEDConv2d(32, 96, 3, stride=2, padding=1, reduction=4),  # columns
+        PEDConv2d(96, 16, 1, reduction=4),  # per-sample matrices (batch 2)
+    ).eval()
+    forms = []
+    rank1_form = PEDConv2d._rank1_form
+
+    def record(self, *args):
+        forms.append(rank1_form(self, *args))
+        return forms[-1]
+
+    monkeypatch.setattr(PEDConv2d, '_rank1_form', record)
+    x = torch.randn(batch, 8, 16, 16)
+    path = str(tmp_path / 'ped.onnx')
+    with torch.no_grad():
+        torch.onnx.export(model, (x, ), path, input_names=['input'],
+                          opset_version=17, dynamo=False)
+        expected = model(x).numpy()
+    assert 'columns' in forms
+    assert ('matmul' if batch == 2 else 'folded') in forms
+    session = onnxruntime.InferenceSession(
+        path, providers=['CPUExecutionProvider'])
+    np.testing.assert_allclose(session.run(None, {'input': x.numpy()})[0],
+                               expected, rtol=1e-4, atol=1e-5)

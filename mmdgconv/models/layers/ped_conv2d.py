@@ -239,8 +239,10 @@ class PEDConv2d(nn.Conv2d):
         scale = scale.to(x.dtype)  # float32 factors on bfloat16 activations
         # Explicit padding: it also covers 'same' (possibly asymmetric).
         x, _ = self._padded(x, explicit=True)
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            # unfold has the efficient backward (and compilers fuse it)
+        if (torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or torch.jit.is_tracing()):
+            # unfold has the efficient backward (and compilers fuse it; the
+            # ONNX exporter traces it, not the strided gather below)
             columns = F.unfold(x, self.kernel_size, self.dilation, 0,
                                self.stride)
             return columns * scale.reshape(batch, -1, 1)
