@@ -8,7 +8,8 @@ mmdgconv's PED-ResNet-50 (rank 1, the paper's setting), the training step
 under bfloat16 autocast (``--no-bf16`` skips it), then eval inference and
 the training step again with both models under ``torch.compile``
 (``--no-compile`` skips that; it needs a C++ compiler and takes a few
-minutes). When
+minutes), and eval inference of both models exported to ONNX and run in
+onnxruntime (``--no-onnx`` skips it). When
 ``--official`` points at the authors' released layer (``ped_layers.py``,
 ``Variational_DYConv2d``), the same ResNet-50 with that layer in the same
 places is measured too (eager). Last, one training iteration of mmdet's
@@ -24,15 +25,17 @@ Example:
         --official ../shared/reference/pedconv_official
 """
 import os.path as osp
+import shutil
 import sys
+import tempfile
 
 import torch.nn as nn
 from mmdet.models.backbones import ResNet
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
                     compiled_inference_tasks, compiled_train_tasks,
-                    detector_train_tasks, measure, replace_layers, report,
-                    setup, standard_tasks)
+                    detector_train_tasks, measure, onnxruntime_tasks,
+                    replace_layers, report, setup, standard_tasks)
 
 from mmdgconv.models import PEDResNet  # noqa: I100
 from mmdgconv.models.layers import PEDConv2d  # noqa: I100
@@ -75,6 +78,13 @@ def main():
                                               args.device))
         tasks.update(compiled_train_tasks(models, args.size,
                                           device=args.device))
+    if not args.no_onnx and args.device.type == 'cpu':
+        onnx_dir = tempfile.mkdtemp(prefix='bench_pedconv_onnx_')
+        try:
+            tasks.update(onnxruntime_tasks(models, args.size, args.threads,
+                                           onnx_dir))
+        finally:  # the sessions hold what they need in memory
+            shutil.rmtree(onnx_dir)
     names = list(models)
     if official:
         released = {OFFICIAL: Classifier(with_released_layers(

@@ -151,6 +151,41 @@ def compiled_train_tasks(models: Dict[str, nn.Module], size: int,
     return {'train step, batch 8, torch.compile': runners}
 
 
+def onnxruntime_tasks(models: Dict[str, nn.Module], size: int,
+                      threads: int, folder: str
+                      ) -> Dict[str, Dict[str, Callable[[], None]]]:
+    """Inference at batch 1 and 8 of every model exported to ONNX (torch's
+    TorchScript exporter, one file per batch size under ``folder``) and run
+    in onnxruntime's CPU provider with ``threads`` intra-op threads.
+
+    Training forms cannot be exported (see
+    ``mmdgconv/deploy/onnx_export.py``): give deployed models.
+    """
+    import onnxruntime
+
+    from mmdgconv.deploy.onnx_export import check_exportable
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    tasks = {}
+    for batch_size in (1, 8):
+        batch = torch.rand(batch_size, 3, size, size)
+        runners = {}
+        for index, (name, model) in enumerate(models.items()):
+            check_exportable(model)
+            path = osp.join(folder, f'{index}_b{batch_size}.onnx')
+            with torch.no_grad():
+                torch.onnx.export(model.eval(), (batch, ), path,
+                                  input_names=['input'], opset_version=17,
+                                  dynamo=False)
+            session = onnxruntime.InferenceSession(
+                path, options, providers=['CPUExecutionProvider'])
+            feed = {'input': batch.numpy()}
+            runners[name] = lambda s=session, f=feed: s.run(None, f)
+        tasks[f'inference, batch {batch_size}, onnxruntime'] = runners
+    return tasks
+
+
 def replace_layers(model: nn.Module, kind: type,
                    build: Callable[[nn.Module], Optional[nn.Module]]
                    ) -> nn.Module:
@@ -447,6 +482,9 @@ def benchmark_parser(description: str,
         '--no-compile', action='store_true',
         help='skip the torch.compile rows (they need a C++ compiler and '
         'take minutes to compile)')
+    parser.add_argument(
+        '--no-onnx', action='store_true',
+        help='skip the onnxruntime inference rows (CPU only)')
     return parser
 
 
