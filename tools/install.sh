@@ -92,14 +92,14 @@ fi
 pkgs_ok() {
   have_version mmengine "$MMENGINE_VERSION" && have_version mmdet "$MMDET_VERSION" \
   && have_version mmpretrain "$MMPRETRAIN_VERSION" && have_version mmaction2 "$MMACTION_VERSION" \
-  && "$PY" -c 'import pkg_resources, pycocotools, pytest, decord, cv2, matplotlib, e2cnn, PIL, onnx, onnxruntime' >/dev/null 2>&1
+  && "$PY" -c 'import pkg_resources, pycocotools, pytest, decord, cv2, matplotlib, e2cnn, PIL, onnx, onnxruntime, yaml' >/dev/null 2>&1
 }
 if ! pkgs_ok; then
   log "installing mmengine, mmdet, mmpretrain, mmaction2 and test tools"
   "${PIP[@]}" "mmengine==$MMENGINE_VERSION" "mmdet==$MMDET_VERSION" \
     "mmpretrain==$MMPRETRAIN_VERSION" "mmaction2==$MMACTION_VERSION" \
     pycocotools "pytest>=7" pytest-timeout decord opencv-python-headless matplotlib e2cnn pillow \
-    onnx onnxruntime \
+    onnx onnxruntime pyyaml \
     "setuptools>=77,<81" \
     "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" "mmcv==$MMCV_VERSION"
 fi
