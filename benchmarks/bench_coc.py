@@ -14,6 +14,8 @@ Measures, in one run and interleaved round by round:
 - the training step under bfloat16 autocast (``--no-bf16`` skips it), and
   ResNet-50-CoC's under ``torch.compile`` against the compiled ResNet-50
   (``--no-compile`` skips it);
+- inference at batch 1 and 8 of ResNet-50 and the deployed ResNet-50-CoC
+  exported to ONNX and run in onnxruntime (``--no-onnx`` skips it);
 - one training iteration of mmdet's Faster R-CNN + FPN (batch 2, 512x512,
   through ``model.train_step`` as mmengine's Runner runs it) with the
   ResNet-50-CoC backbone (``configs/coc/faster-rcnn_r50-coc_fpn_1x_coco.py``)
@@ -33,7 +35,8 @@ from mmdet.models.backbones import ResNet
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
                     compiled_train_tasks, detector_train_tasks, measure,
-                    replace_layers, report, setup, standard_tasks)
+                    onnxruntime_tasks, replace_layers, report, setup,
+                    standard_tasks)
 
 from mmdgconv.models import ResNetCoC  # noqa: I100
 from mmdgconv.models.layers import CoCConv2d  # noqa: I100
@@ -94,6 +97,10 @@ def main():
         tasks.update(compiled_train_tasks(
             {name: models[name] for name in (STATIC, COC)}, args.size,
             device=args.device))
+    if not args.no_onnx and args.device.type == 'cpu':
+        tasks.update(onnxruntime_tasks(
+            {name: models[name] for name in (STATIC, DEPLOYED)}, args.size,
+            args.threads))
     if not args.no_detector:
         tasks.update(detector_train_tasks({
             STATIC: build_detector(device=args.device),

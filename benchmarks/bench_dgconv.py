@@ -17,6 +17,8 @@ machine affects every model alike:
 - the training step under bfloat16 autocast (``--no-bf16`` skips it), and
   under ``torch.compile`` (``--no-compile`` skips it), each against the
   static model run the same way;
+- inference at batch 1 and 8 of the static and the deployed models exported
+  to ONNX and run in onnxruntime (``--no-onnx`` skips it);
 - one training iteration of mmdet's Faster R-CNN + FPN (batch 2, 512x512,
   ``model.train_step`` as mmengine's Runner runs it) with each backbone
   (``--no-detector`` skips it);
@@ -41,8 +43,9 @@ import torch.nn as nn
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
                     compiled_train_tasks, detector_train_tasks, format_peaks,
-                    measure, measure_memory_in_subprocesses, peak_growth_mib,
-                    report, setup, sgd, standard_tasks, train_step)
+                    measure, measure_memory_in_subprocesses,
+                    onnxruntime_tasks, peak_growth_mib, report, setup, sgd,
+                    standard_tasks, train_step)
 
 from mmdet.models.backbones import ResNeXt  # noqa: E402,I100
 
@@ -186,6 +189,11 @@ def main():
         tasks.update(compiled_train_tasks(
             {name: models[name] for name in ours}, args.size,
             optimizer_for=sgd_holding_gates, device=args.device))
+    if not args.no_onnx and args.device.type == 'cpu':
+        tasks.update(onnxruntime_tasks(
+            {name: models[name] for name in (STATIC, DEPLOYED_32,
+                                             DEPLOYED_RANDOM)},
+            args.size, args.threads))
     if not args.no_detector:
         tasks.update(detector_train_tasks(
             {name: build_detector_of(name, args.device) for name in ours},

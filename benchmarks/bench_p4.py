@@ -13,6 +13,8 @@ sharing, 4x the parameters). Measured in one run, interleaved:
   training step at batch 8, 224x224, and the training step under bfloat16
   autocast (``--no-bf16`` skips it) and under ``torch.compile``
   (``--no-compile`` skips it; P4ResNet-50 and the same-maps ResNet-50);
+- inference at batch 1 and 8 of the three backbones exported to ONNX and
+  run in onnxruntime (``--no-onnx`` skips it);
 - one training iteration of mmdet's Faster R-CNN + FPN (batch 2, 512x512,
   ``model.train_step`` as mmengine's Runner runs it) with P4ResNet-50
   (``configs/p4/faster-rcnn_p4-resnet50_fpn_1x_coco.py``) against the
@@ -33,8 +35,8 @@ from mmdet.models.backbones import ResNet
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
                     compiled_train_tasks, detector_train_tasks, format_table,
-                    measure, run_description, setup, standard_tasks,
-                    update_readme)
+                    measure, onnxruntime_tasks, run_description, setup,
+                    standard_tasks, update_readme)
 
 from mmdgconv.models import P4ResNet  # noqa: I100
 from mmdgconv.models.layers import P4ConvP4, P4ConvZ2
@@ -101,6 +103,8 @@ def main():
         tasks.update(compiled_train_tasks(
             {name: models[name] for name in (SAME_MAPS, P4)}, args.size,
             device=args.device))
+    if not args.no_onnx and args.device.type == 'cpu':
+        tasks.update(onnxruntime_tasks(models, args.size, args.threads))
     if not args.no_detector:
         tasks.update(detector_train_tasks({
             STOCK: build_detector(device=args.device),

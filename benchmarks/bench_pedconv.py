@@ -25,9 +25,7 @@ Example:
         --official ../shared/reference/pedconv_official
 """
 import os.path as osp
-import shutil
 import sys
-import tempfile
 
 import torch.nn as nn
 from mmdet.models.backbones import ResNet
@@ -79,12 +77,7 @@ def main():
         tasks.update(compiled_train_tasks(models, args.size,
                                           device=args.device))
     if not args.no_onnx and args.device.type == 'cpu':
-        onnx_dir = tempfile.mkdtemp(prefix='bench_pedconv_onnx_')
-        try:
-            tasks.update(onnxruntime_tasks(models, args.size, args.threads,
-                                           onnx_dir))
-        finally:  # the sessions hold what they need in memory
-            shutil.rmtree(onnx_dir)
+        tasks.update(onnxruntime_tasks(models, args.size, args.threads))
     names = list(models)
     if official:
         released = {OFFICIAL: Classifier(with_released_layers(

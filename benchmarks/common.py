@@ -5,6 +5,7 @@ import ctypes
 import os
 import os.path as osp
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -152,37 +153,42 @@ def compiled_train_tasks(models: Dict[str, nn.Module], size: int,
 
 
 def onnxruntime_tasks(models: Dict[str, nn.Module], size: int,
-                      threads: int, folder: str
+                      threads: int, folder: Optional[str] = None
                       ) -> Dict[str, Dict[str, Callable[[], None]]]:
     """Inference at batch 1 and 8 of every model exported to ONNX (torch's
-    TorchScript exporter, one file per batch size under ``folder``) and run
-    in onnxruntime's CPU provider with ``threads`` intra-op threads.
+    TorchScript exporter, as ``tools/deployment/pytorch2onnx.py`` does it)
+    and run in onnxruntime's CPU provider with ``threads`` intra-op threads.
 
-    Training forms cannot be exported (see
-    ``mmdgconv/deploy/onnx_export.py``): give deployed models.
+    The files go under ``folder`` (default: a temporary folder, removed once
+    the sessions are built; they hold what they need in memory). Training
+    forms cannot be exported (see ``mmdgconv/deploy/onnx_export.py``): give
+    deployed models.
     """
     import onnxruntime
 
-    from mmdgconv.deploy.onnx_export import check_exportable
+    from mmdgconv.deploy.onnx_export import check_exportable, write_onnx
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     tasks = {}
-    for batch_size in (1, 8):
-        batch = torch.rand(batch_size, 3, size, size)
-        runners = {}
-        for index, (name, model) in enumerate(models.items()):
-            check_exportable(model)
-            path = osp.join(folder, f'{index}_b{batch_size}.onnx')
-            with torch.no_grad():
-                torch.onnx.export(model.eval(), (batch, ), path,
-                                  input_names=['input'], opset_version=17,
-                                  dynamo=False)
-            session = onnxruntime.InferenceSession(
-                path, options, providers=['CPUExecutionProvider'])
-            feed = {'input': batch.numpy()}
-            runners[name] = lambda s=session, f=feed: s.run(None, f)
-        tasks[f'inference, batch {batch_size}, onnxruntime'] = runners
+    scratch = None if folder else tempfile.mkdtemp(prefix='bench_onnx_')
+    try:
+        for batch_size in (1, 8):
+            batch = torch.rand(batch_size, 3, size, size)
+            runners = {}
+            for index, (name, model) in enumerate(models.items()):
+                check_exportable(model)
+                path = osp.join(folder or scratch,
+                                f'{index}_b{batch_size}.onnx')
+                write_onnx(model.cpu().eval(), batch, path)
+                session = onnxruntime.InferenceSession(
+                    path, options, providers=['CPUExecutionProvider'])
+                feed = {'input': batch.numpy()}
+                runners[name] = lambda s=session, f=feed: s.run(None, f)
+            tasks[f'inference, batch {batch_size}, onnxruntime'] = runners
+    finally:
+        if scratch:
+            shutil.rmtree(scratch)
     return tasks
 
 

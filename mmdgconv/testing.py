@@ -93,7 +93,8 @@ def shrink_detection_config(cfg: Config,
     """
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = work_dir
-    metainfo = dict(classes=SYNTHETIC_COCO_CLASSES)
+    classes = tuple(data.get('classes', SYNTHETIC_COCO_CLASSES))
+    metainfo = dict(classes=classes)
     for split, loader_key in _LOADERS:
         loader = cfg[loader_key]
         dataset = loader.dataset
@@ -120,7 +121,7 @@ def shrink_detection_config(cfg: Config,
              end=max(1, max_iters // 10))
     ]
     cfg.default_hooks.pop('visualization', None)
-    _set_num_classes(cfg.model, len(SYNTHETIC_COCO_CLASSES))
+    _set_num_classes(cfg.model, len(classes))
     cfg.model.data_preprocessor.pad_size_divisor = 32
     cfg.model.backbone.init_cfg = None
     return cfg

@@ -1,10 +1,17 @@
 """The main job: train a G-ResNeXt Faster R-CNN on the embedded dataset.
 
 Generates the deterministic COCO-format dataset (real PNG files and
-annotation JSON) under ``data/synthetic_coco``, trains the stock Faster
-R-CNN + FPN with a G-ResNeXt-50 backbone through mmengine's Runner, then
-evaluates COCO AP with mmdet's CocoMetric (pycocotools) and prints the AP
-table and the groups each DGConv stage learned.
+annotation JSON; the 'cluttered' variant: eight shape classes, small
+objects, occlusion, clutter) under ``data/synthetic_coco``, trains the stock
+Faster R-CNN + FPN with a G-ResNeXt-50 backbone through mmengine's Runner,
+then evaluates COCO AP with mmdet's CocoMetric (pycocotools) and prints the
+AP table and the groups each DGConv stage learned.
+
+``--compare`` instead trains the same detector with ResNet-50, ResNeXt-50
+and G-ResNeXt-50 backbones (the same narrow widths, data, schedule and seed)
+and prints them in the layout of G-ResNeXt's COCO table (Zhang et al., ICCV
+2019, Table 2) through ``tools/analysis/results_table.py``'s core, next to
+that table's own COCO figures.
 
 ``--task tsn`` instead generates Kinetics-format MP4 videos under
 ``data/synthetic_kinetics``, trains mmaction2's stock TSN with a G-ResNeXt-50
@@ -14,6 +21,7 @@ Example:
     python tools/demo.py                  # about ten minutes on 2 CPU cores
     python tools/demo.py --max-iters 50   # a quick look
     python tools/demo.py --task tsn       # video recognition, a few minutes
+    python tools/demo.py --compare        # three backbones, about 20 minutes
 """
 import argparse
 import os
@@ -30,9 +38,11 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
+from mmdgconv.analysis import build_rows, to_json, to_markdown  # noqa: E402
 from mmdgconv.datasets import (make_synthetic_coco,  # noqa: E402
                                make_synthetic_kinetics)
 from mmdgconv.deploy import random_inputs  # noqa: E402
+from mmdgconv.deploy.checkpoint_io import write_atomically  # noqa: E402
 from mmdgconv.deploy.dgconv_static import dgconv_aware_flops  # noqa: E402
 from mmdgconv.models import DGConv2d  # noqa: E402
 
@@ -41,6 +51,18 @@ DEFAULT_CONFIGS = dict(
                        'faster-rcnn_g-resnext50-narrow_fpn_synthetic-coco.py'),
     tsn=osp.join(ROOT, 'configs', 'tsn',
                  'tsn_g-resnext50-narrow_synthetic-kinetics.py'))
+#: ``--compare``: G-ResNeXt's Table 2 backbones, as narrow as the demo's.
+COMPARE_CONFIGS = tuple(
+    osp.join(ROOT, 'configs', 'g_resnext', name) for name in (
+        'faster-rcnn_r50-narrow_fpn_synthetic-coco.py',
+        'faster-rcnn_x50-narrow_fpn_synthetic-coco.py',
+        'faster-rcnn_g-resnext50-narrow_fpn_synthetic-coco.py'))
+#: G-ResNeXt's Table 2 (Faster R-CNN + FPN on COCO, 180k iterations at
+#: batch 16, ImageNet-pretrained full-width backbones): AP, AP.5, AP.75,
+#: APl, APm, APs.
+PAPER_TABLE_2 = (('ResNet50', (37.9, 59.3, 41.1, 49.9, 41.1, 21.5)),
+                 ('ResNeXt50', (38.4, 60.2, 41.4, 49.5, 41.3, 22.8)),
+                 ('G-ResNeXt50', (38.9, 60.7, 42.3, 50.4, 42.1, 22.8)))
 AP_KEYS = (('AP', 'bbox_mAP'), ('AP50', 'bbox_mAP_50'),
            ('AP75', 'bbox_mAP_75'), ('APs', 'bbox_mAP_s'),
            ('APm', 'bbox_mAP_m'), ('APl', 'bbox_mAP_l'))
@@ -61,13 +83,21 @@ def parse_args():
     parser.add_argument('--num-val', type=int, default=100,
                         help='validation images (per class for tsn: /20)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--compare', action='store_true',
+        help='detection: train ResNet-50, ResNeXt-50 and G-ResNeXt-50 '
+        'alike and print G-ResNeXt\'s Table 2 layout')
     args = parser.parse_args()
+    if args.compare and (args.task != 'detection' or args.config):
+        parser.error('--compare trains its own three detection configs; '
+                     'it takes neither --task tsn nor --config')
     args.config = args.config or DEFAULT_CONFIGS[args.task]
     dataset = 'synthetic_coco' if args.task == 'detection' \
         else 'synthetic_kinetics'
     args.data_root = args.data_root or osp.join(ROOT, 'data', dataset)
-    args.work_dir = args.work_dir or osp.join(ROOT, 'work_dirs',
-                                              f'demo_{args.task}')
+    args.work_dir = args.work_dir or osp.join(
+        ROOT, 'work_dirs',
+        'demo_compare' if args.compare else f'demo_{args.task}')
     return args
 
 
@@ -212,20 +242,11 @@ def run_tsn(args, start: float) -> None:
     print(f'total time: {(time.time() - start) / 60:.1f} min')
 
 
-def main():
-    args = parse_args()
-    start = time.time()
-    if args.task == 'tsn':
-        run_tsn(args, start)
-        return
-    data = make_synthetic_coco(
-        args.data_root, num_train=args.num_train, num_val=args.num_val,
-        image_size=(128, 128), seed=args.seed)
-    print(f'dataset: {data["data_root"]} ({args.num_train} train / '
-          f'{args.num_val} val images)')
-
-    cfg = Config.fromfile(args.config)
-    cfg.work_dir = args.work_dir
+def detection_config(args, config: str, data: dict, work_dir: str):
+    """``config`` pointed at the generated dataset, with the run's seed and
+    schedule."""
+    cfg = Config.fromfile(config)
+    cfg.work_dir = work_dir
     cfg.randomness = dict(seed=args.seed, deterministic=False)
     cfg.data_root = data['data_root']
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -235,6 +256,72 @@ def main():
     if args.max_iters is not None:
         shorten_schedule(cfg, args.max_iters)
     add_progress_bar(cfg)
+    return cfg
+
+
+def format_paper_table() -> str:
+    columns = ('AP', 'AP.5', 'AP.75', 'APl', 'APm', 'APs')
+    lines = ['| backbone | ' + ' | '.join(columns) + ' |',
+             '|---|' + '---:|' * len(columns)]
+    lines += [f'| {name} | ' + ' | '.join(f'{v:.1f}' for v in values) + ' |'
+              for name, values in PAPER_TABLE_2]
+    return '\n'.join(lines)
+
+
+def run_compare(args, data: dict, start: float) -> None:
+    """Train the three Table 2 backbones alike, then evaluate each through
+    its config's test loop and print the table."""
+    pairs = []
+    for index, config in enumerate(COMPARE_CONFIGS):
+        name = osp.splitext(osp.basename(config))[0]
+        print(f'[{index + 1}/{len(COMPARE_CONFIGS)}] training {name}',
+              flush=True)
+        cfg = detection_config(args, config, data,
+                               osp.join(args.work_dir, name))
+        # Evaluated once, below, by the results table's test loop.
+        cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        # The config as the runner ran it (data paths included), beside the
+        # checkpoint it wrote.
+        pairs.append((osp.join(cfg.work_dir, osp.basename(config)),
+                      osp.join(cfg.work_dir,
+                               f'iter_{cfg.train_cfg.max_iters}.pth')))
+    rows = build_rows(pairs, osp.join(args.work_dir, 'evaluation'),
+                      size=128, progress=lambda line: print(
+                          f'evaluating {line}', flush=True))
+    table = to_markdown(rows)
+    for suffix, text in (('md', table), ('json', to_json(rows))):
+        write_atomically(lambda f, text=text: f.write(text),
+                         osp.join(args.work_dir, f'compare.{suffix}'),
+                         binary=False)
+    iters = Config.fromfile(pairs[0][0]).train_cfg.max_iters
+    print('\n==== mmdgconv demo --compare: Faster R-CNN + FPN, synthetic '
+          f'COCO, {iters} iterations from scratch ====')
+    print(table)
+    print('\nFor reference, G-ResNeXt\'s Table 2 (COCO, full-width '
+          'ImageNet-pretrained backbones, 180k iterations):')
+    print(format_paper_table())
+    print(f'table: {osp.join(args.work_dir, "compare.md")} (and .json)')
+    print(f'total time: {(time.time() - start) / 60:.1f} min')
+
+
+def main():
+    args = parse_args()
+    start = time.time()
+    if args.task == 'tsn':
+        run_tsn(args, start)
+        return
+    data = make_synthetic_coco(
+        args.data_root, num_train=args.num_train, num_val=args.num_val,
+        image_size=(128, 128), seed=args.seed, variant='cluttered')
+    print(f'dataset: {data["data_root"]} ({args.num_train} train / '
+          f'{args.num_val} val images, {len(data["classes"])} classes)')
+    if args.compare:
+        run_compare(args, data, start)
+        return
+
+    cfg = detection_config(args, args.config, data, args.work_dir)
     runner = Runner.from_cfg(cfg)
     runner.train()  # validates with CocoMetric once training ends
     metrics = coco_metrics(runner)

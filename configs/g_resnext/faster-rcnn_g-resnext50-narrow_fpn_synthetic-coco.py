@@ -1,11 +1,13 @@
 # The main job (`make demo`): the stock Faster R-CNN + FPN with a narrow
 # G-ResNeXt-50, trained from scratch on the generated COCO-format dataset
-# (tools/demo.py writes it to data/synthetic_coco). Sized to train in about
-# ten minutes on two CPU cores.
+# (tools/demo.py writes its 'cluttered' variant to data/synthetic_coco: eight
+# shape classes, small objects, occlusion, clutter). Sized to train in about
+# seven minutes on two CPU cores.
 _base_ = './faster-rcnn_g-resnext50-32x4d_fpn_1x_coco.py'
 
 data_root = 'data/synthetic_coco/'
-metainfo = dict(classes=('square', 'circle', 'triangle'))
+metainfo = dict(classes=('square', 'circle', 'triangle', 'pentagon',
+                         'hexagon', 'star', 'cross', 'ellipse'))
 image_scale = (128, 128)
 max_iters = 800
 
@@ -23,7 +25,7 @@ model = dict(
     rpn_head=dict(in_channels=64, feat_channels=64),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64),
-        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=3)),
+        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=8)),
     train_cfg=dict(rpn_proposal=dict(nms_pre=600, max_per_img=300)),
     test_cfg=dict(rpn=dict(nms_pre=300, max_per_img=100)))
 

@@ -22,7 +22,7 @@ its per-sample kernels export as the dynamic ops they are.
 """
 import os
 import os.path as osp
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -115,12 +115,32 @@ def example_input(model: nn.Module, shape: Sequence[int],
     return torch.randn(1, 3, height, width, generator=generator)
 
 
+def write_onnx(module: nn.Module, inputs: torch.Tensor, out_path: str,
+               output_names: Optional[Sequence[str]] = None,
+               opset: int = 17) -> None:
+    """Trace ``module`` on ``inputs`` (named ``input``) with torch's
+    TorchScript-based exporter and write the graph to ``out_path``
+    atomically: beside it first, moved there only when complete, removed on
+    any failure."""
+    handle, tmp_path = temp_file_for(out_path)
+    os.close(handle)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                module, (inputs, ), tmp_path, input_names=['input'],
+                output_names=list(output_names) if output_names else None,
+                opset_version=opset, dynamo=False)
+        finish_temp_file(tmp_path, out_path)
+    except BaseException:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
 def export_onnx(model: nn.Module, out_path: str, shape: Sequence[int],
                 opset: int = 17) -> Tuple[TensorGraph, torch.Tensor]:
-    """Export ``model``'s tensor forward at ``shape`` to ``out_path``.
-
-    The file is written beside ``out_path`` and moved there only when
-    complete.
+    """Export ``model``'s tensor forward at ``shape`` to ``out_path``
+    (atomically, see :func:`write_onnx`).
 
     Returns:
         tuple[TensorGraph, Tensor]: The exported module and the example
@@ -134,19 +154,7 @@ def export_onnx(model: nn.Module, out_path: str, shape: Sequence[int],
     inputs = example_input(model, shape)
     with torch.no_grad():
         count = len(graph(inputs))
-    handle, tmp_path = temp_file_for(out_path)
-    os.close(handle)
-    try:
-        with torch.no_grad():
-            torch.onnx.export(
-                graph, (inputs, ), tmp_path, input_names=['input'],
-                output_names=graph.output_names(count), opset_version=opset,
-                dynamo=False)
-        finish_temp_file(tmp_path, out_path)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    write_onnx(graph, inputs, out_path, graph.output_names(count), opset)
     return graph, inputs
 
 

@@ -71,3 +71,29 @@ def test_task_tables_hold_every_row():
     assert set(tasks[common.BF16_TRAIN]) == {'b'}
     times = common.measure(tasks, 2)
     assert all(len(t) == 2 for row in times.values() for t in row.values())
+
+
+def test_onnxruntime_rows_run_the_exported_models(tmp_path, monkeypatch):
+    """Each row's callable runs the model's graph in onnxruntime: its outputs
+    are PyTorch's; the scratch folder is gone afterwards."""
+    import tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    models = {'a': _tiny().eval(), 'b': _tiny().eval()}
+    with torch.no_grad():
+        models['b'][0].weight.mul_(-2)  # the rows must not mix them up
+    tasks = common.onnxruntime_tasks(models, 8, threads=1)
+    assert set(tasks) == {'inference, batch 1, onnxruntime',
+                          'inference, batch 8, onnxruntime'}
+    for row in tasks.values():
+        assert set(row) == {'a', 'b'}
+        (out_a, ), (out_b, ) = row['a'](), row['b']()
+        feed = torch.from_numpy(
+            row['a'].__defaults__[1]['input'])  # the batch it runs
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(out_a),
+                                       models['a'](feed), rtol=1e-4,
+                                       atol=1e-5)
+            torch.testing.assert_close(torch.from_numpy(out_b),
+                                       models['b'](feed), rtol=1e-4,
+                                       atol=1e-5)
+    assert list(tmp_path.iterdir()) == []

@@ -56,6 +56,8 @@ def test_converts_a_whole_retinanet_exactly(retinanet, tmp_path):
                   '--verify', cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'converted 17 CoC layers' in result.stdout
+    assert [line[:5] for line in result.stdout.splitlines()
+            if line.startswith('[')] == ['[1/3]', '[2/3]', '[3/3]']
 
     converted = torch.load(out, weights_only=True)
     assert converted['meta']['note'] == 'kept'

@@ -56,3 +56,63 @@ def test_demo_configs_fix_the_seed(config):
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(REPO, 'configs', config))
     assert cfg.randomness.seed == 0
+
+
+@pytest.mark.slow
+def test_compare_trains_three_backbones_alike_and_prints_table_2(tmp_path):
+    result = _demo(tmp_path, '--compare', '--max-iters', '3', '--num-train',
+                   '6', '--num-val', '3')
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    import json
+
+    from mmengine.config import Config
+    rows = json.load(open(tmp_path / 'work' / 'compare.json'))
+    assert [row['cells']['backbone'] for row in rows] == [
+        'ResNet-50', 'ResNeXt-50', 'GResNeXt-50']
+    for row in rows:
+        assert row['task'] == 'detection'
+        assert 0 <= row['cells']['AP'] <= 100
+        assert row['cells']['AP'] == pytest.approx(
+            100 * row['metrics']['coco/bbox_mAP'])
+    # The printed table is the written one, then the paper's for reference.
+    table = open(tmp_path / 'work' / 'compare.md').read()
+    assert table.strip() in out
+    assert '| G-ResNeXt50 | 38.9 | 60.7 | 42.3 | 50.4 | 42.1 | 22.8 |' in out
+    # Alike: the configs the runs dumped differ only in the backbone (and
+    # the resource-constraint hook, which needs DGConv gates).
+    dumped = [
+        Config.fromfile(str(tmp_path / 'work' / stem / f'{stem}.py'))
+        for stem in ('faster-rcnn_r50-narrow_fpn_synthetic-coco',
+                     'faster-rcnn_x50-narrow_fpn_synthetic-coco',
+                     'faster-rcnn_g-resnext50-narrow_fpn_synthetic-coco')]
+    plain = []
+    for cfg in dumped:
+        d = cfg.to_dict()
+        d['model'].pop('backbone')
+        d['custom_hooks'] = [h for h in d['custom_hooks']
+                             if 'ResourceConstraint' not in h['type']]
+        for key in ('work_dir', 'experiment_name'):
+            d.pop(key, None)
+        plain.append(d)
+    assert plain[0] == plain[1] == plain[2]
+    assert dumped[0].train_cfg.max_iters == 3
+    assert dumped[2].randomness.seed == 0
+    # The narrow widths: ResNeXt's grouped 3x3s as wide as G-ResNeXt's
+    # DGConvs (32 to 256 channels), ResNet's half as wide.
+    assert dumped[1].model.backbone.groups == 8
+    assert dumped[1].model.backbone.base_channels == 16 == \
+        dumped[0].model.backbone.base_channels
+    # Parameters as the models define them (independent of the tool):
+    # counted from the weights each run saved.
+    from mmengine.runner.checkpoint import _load_checkpoint
+    for row, stem in zip(rows, ('faster-rcnn_r50-narrow_fpn_synthetic-coco',
+                                'faster-rcnn_x50-narrow_fpn_synthetic-coco',
+                                'faster-rcnn_g-resnext50-narrow_fpn_'
+                                'synthetic-coco')):
+        state = _load_checkpoint(
+            str(tmp_path / 'work' / stem / 'iter_3.pth'),
+            map_location='cpu')['state_dict']
+        count = sum(v.numel() for k, v in state.items()
+                    if v.is_floating_point() and 'running_' not in k)
+        assert abs(row['costs']['params (M)'] - count / 1e6) < 1e-6

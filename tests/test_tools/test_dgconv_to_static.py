@@ -77,6 +77,12 @@ def test_faster_rcnn_converts_and_tests_to_the_identical_ap(
                   cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'converted 16 DGConv layers' in result.stdout
+    # Progress, step by step, in order.
+    steps = re.findall(r'^\[(\d)/5\] ', result.stdout, re.M)
+    assert steps == ['1', '2', '3', '4', '5']
+    static_cfg_text = (out / 'model_static.py').read_text()
+    assert 'deploy=True' in static_cfg_text.replace("'deploy': True",
+                                                   'deploy=True')
     static_ckpt = str(out / 'trained_static.pth')
     static_cfg = str(out / 'model_static.py')
     report = (out / 'trained_report.txt').read_text()
@@ -229,12 +235,14 @@ def test_unfoldable_bottleneck_keeps_the_permutation_in_the_layer():
     rows = convert_model(model)
     assert [r['folded'] for r in rows].count(False) == 1
     assert isinstance(model.layer2[1].conv2, DGConv2d)
-    assert model.deploy_groups[4] == 0
+    assert model.deploy_permuted == [i == 4 for i in range(16)]
+    assert model.deploy_groups[4] == model.layer2[1].conv2.num_groups
     with torch.no_grad():
         for a, b in zip(model(x), expected):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     deployed = GResNeXt(depth=50, groups=4, base_width=4, base_channels=16,
-                        deploy_groups=model.deploy_groups)
+                        deploy=True, deploy_groups=model.deploy_groups,
+                        deploy_permuted=model.deploy_permuted)
     deployed.layer2[1].bn2 = torch.nn.GroupNorm(4, 32)
     deployed.load_state_dict(model.state_dict(), strict=True)
     deployed.eval()

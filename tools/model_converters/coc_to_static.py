@@ -21,14 +21,14 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-from mmdgconv.apis import load_config  # noqa: E402
-from mmdgconv.deploy import (ConversionError, build_model,  # noqa: E402
-                             check_output_path, load_state_dict_strict,
-                             max_abs_difference, model_outputs,
-                             random_inputs, save_atomically)
+from mmdgconv.deploy import (ConversionError,  # noqa: E402
+                             check_output_path, save_atomically,
+                             switch_to_deploy)
+from mmdgconv.deploy.conversion import (TOLERANCE,  # noqa: E402
+                                        check_unchanged, conversion_meta,
+                                        load_trained)
+from mmdgconv.deploy.progress import Progress  # noqa: E402
 from mmdgconv.models.layers import CoCConv2d  # noqa: E402
-
-TOLERANCE = 1e-4
 
 
 def parse_args():
@@ -47,38 +47,28 @@ def parse_args():
 
 def convert(args) -> float:
     check_output_path(args.out, args.checkpoint, args.config)
-    cfg = load_config(args.config, args.cfg_options)
-    if cfg.model.get('backbone', {}).get('init_cfg') is not None:
-        cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
-    model = build_model(cfg)
-    checkpoint = load_state_dict_strict(model, args.checkpoint, args.config)
-    layers = [(name, m) for name, m in model.named_modules()
+    progress = Progress(3)
+    progress(f'building the model of {args.config}, loading '
+             f'{args.checkpoint} and running it on a random batch')
+    trained = load_trained(args.config, args.checkpoint, args.cfg_options,
+                           224 if args.verify else 64)
+    model = trained.model
+    layers = [m for m in model.modules()
               if isinstance(m, CoCConv2d) and not m.deploy]
     if not layers:
         raise ConversionError(
             f'the model built from {args.config} has no CoC layer to '
             're-parameterise (is it already a deploy config?)')
 
-    inputs, samples = random_inputs(model, 224 if args.verify else 64)
-    before, proposals = model_outputs(model, inputs, samples)
-    for _, layer in layers:
-        layer.switch_to_deploy()
-    for module in model.modules():  # backbones record their form
-        if hasattr(module, 'coc_layers') and hasattr(module, 'deploy'):
-            module.deploy = True
-    difference = max_abs_difference(
-        before, model_outputs(model, inputs, samples, proposals)[0])
+    progress(f're-parameterising {len(layers)} CoC layers and verifying')
+    switch_to_deploy(model)  # backbones also record their form
+    difference = check_unchanged(trained, model, args.out)
     print(f'converted {len(layers)} CoC layers; max abs output difference '
-          f'{difference:.3g} on a {tuple(inputs.shape)} random batch')
-    if not difference <= TOLERANCE:
-        raise ConversionError(
-            f'outputs differ by {difference:.3g} > {TOLERANCE} after the '
-            f'conversion; {args.out} was not written')
+          f'{difference:.3g} on a {tuple(trained.inputs.shape)} random batch')
 
-    meta = dict(checkpoint.get('meta', {}))
-    meta['mmdgconv_conversion'] = dict(
-        tool='coc_to_static', source=osp.abspath(args.checkpoint),
-        layers=len(layers), max_abs_difference=difference)
+    progress(f'writing {args.out}')
+    meta = conversion_meta(trained, 'coc_to_static', args.checkpoint,
+                           layers=len(layers), max_abs_difference=difference)
     save_atomically(
         dict(meta=meta, state_dict={
             k: v.detach().clone() for k, v in model.state_dict().items()

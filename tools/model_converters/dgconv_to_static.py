@@ -36,19 +36,17 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from mmdgconv.apis import load_config  # noqa: E402
 from mmdgconv.deploy import (ConversionError, build_model,  # noqa: E402
                              check_output_path, finish_temp_file,
-                             load_state_dict_strict, max_abs_difference,
-                             model_outputs, random_inputs, save_atomically,
-                             temp_file_for, write_atomically)
+                             save_atomically, temp_file_for,
+                             write_atomically)
+from mmdgconv.deploy.conversion import (check_unchanged,  # noqa: E402
+                                        conversion_meta, load_trained)
 from mmdgconv.deploy.dgconv_static import (convert_model,  # noqa: E402
                                            dgconv_aware_flops,
                                            mark_deploy_in_config)
+from mmdgconv.deploy.progress import Progress  # noqa: E402
 from mmdgconv.models import GResNeXt  # noqa: E402
-
-TOLERANCE = 1e-4
-
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,10 +70,12 @@ def _stem(path):
 def deploy_config_text(cfg, config_path, model, checkpoint_path) -> str:
     """A config inheriting the training config, building the static model."""
     backbone = {}
-    if any(isinstance(m, GResNeXt) for m in model.modules()):
-        backbone['deploy_groups'] = next(
-            m.deploy_groups for m in model.modules()
-            if isinstance(m, GResNeXt))
+    g_resnext = next(
+        (m for m in model.modules() if isinstance(m, GResNeXt)), None)
+    if g_resnext is not None:
+        # The deployed structure, which GResNeXt(deploy=True) builds exactly.
+        backbone.update(deploy=True, deploy_groups=g_resnext.deploy_groups,
+                        deploy_permuted=g_resnext.deploy_permuted)
     for key in ('conv_cfg', 'dcn'):
         value = copy.deepcopy(cfg.model.get('backbone', {}).get(key))
         if isinstance(value, dict) and mark_deploy_in_config(value):
@@ -122,18 +122,18 @@ def convert(args) -> float:
     for path in (out_ckpt, out_cfg, out_report):
         check_output_path(path, args.checkpoint, args.config)
 
-    cfg = load_config(args.config, args.cfg_options)
-    if cfg.model.get('backbone', {}).get('init_cfg') is not None:
-        cfg.model.backbone.init_cfg = None  # weights come from the checkpoint
-    model = build_model(cfg)
-    checkpoint = load_state_dict_strict(model, args.checkpoint, args.config)
-    model.eval()
-    inputs, samples = random_inputs(model, 224 if args.verify else 64)
-    before, proposals = model_outputs(model, inputs, samples)
+    progress = Progress(5)
+    progress(f'building the model of {args.config}, loading '
+             f'{args.checkpoint} and running it on a random batch')
+    trained = load_trained(args.config, args.checkpoint, args.cfg_options,
+                           224 if args.verify else 64)
+    model = trained.model
+    progress('counting its FLOPs')
     image = torch.rand(1, 3, args.flops_size, args.flops_size)
     params_before = sum(p.numel() for p in model.parameters())
     flops_before = dgconv_aware_flops(_backbone(model), image)
 
+    progress('folding the learned groups into static grouped convs')
     rows = convert_model(model)
     from mmengine.analysis import FlopAnalyzer
     analyzer = FlopAnalyzer(_backbone(model), image)
@@ -148,22 +148,20 @@ def convert(args) -> float:
 
     state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
     # Verify through the generated config, as users will load it.
-    text = deploy_config_text(cfg, args.config, model, args.checkpoint)
+    text = deploy_config_text(trained.cfg, args.config, model,
+                              args.checkpoint)
+    progress('verifying the static model built from the generated config')
     handle, tmp_cfg = temp_file_for(out_cfg)
     try:
         with os.fdopen(handle, 'w') as f:
             f.write(text)
         static = build_model(Config.fromfile(tmp_cfg))
         static.load_state_dict(state_dict, strict=True)
-        difference = max_abs_difference(
-            before, model_outputs(static, inputs, samples, proposals)[0])
+        difference = check_unchanged(trained, static,
+                                     f'nothing in {args.out_dir}')
         print(f'converted {len(rows)} DGConv layers; max abs output '
-              f'difference {difference:.3g} on a {tuple(inputs.shape)} '
-              'random batch')
-        if not difference <= TOLERANCE:
-            raise ConversionError(
-                f'outputs differ by {difference:.3g} > {TOLERANCE} after '
-                f'the conversion; nothing was written to {args.out_dir}')
+              f'difference {difference:.3g} on a '
+              f'{tuple(trained.inputs.shape)} random batch')
         totals = dict(
             params_before=params_before,
             params_after=sum(p.numel() for p in static.parameters()),
@@ -171,10 +169,10 @@ def convert(args) -> float:
             backbone_flops_after=flops_after[''],
             flops_image_size=f'{args.flops_size}x{args.flops_size}',
             max_abs_difference=f'{difference:.3g}')
-        meta = dict(checkpoint.get('meta', {}))
-        meta['mmdgconv_conversion'] = dict(
-            tool='dgconv_to_static', source=osp.abspath(args.checkpoint),
-            layers=len(rows), groups=[row['groups'] for row in rows],
+        progress(f'writing into {args.out_dir}')
+        meta = conversion_meta(
+            trained, 'dgconv_to_static', args.checkpoint, layers=len(rows),
+            groups=[row['groups'] for row in rows],
             max_abs_difference=difference)
         save_atomically(dict(meta=meta, state_dict=state_dict), out_ckpt)
         finish_temp_file(tmp_cfg, out_cfg)

@@ -125,8 +125,13 @@ class DGConv2d(nn.Conv2d):
         padding_mode (str): As ``nn.Conv2d``. Default: 'zeros'.
         deploy (bool): Build the deployed form written by
             :meth:`switch_to_deploy`: a ``groups=G`` conv between fixed
-            channel permutations, whose G and permutations are read from the
-            checkpoint it loads. Default: False.
+            channel permutations (buffers, read from the checkpoint it
+            loads). Default: False.
+        deployed_groups (int, optional): With ``deploy``, the learned G,
+            which sets the weight's shape. None (a ``conv_cfg`` shared by
+            every layer of a stock ResNet, which cannot name each layer's G)
+            takes G and the weight's shape from the checkpoint. Default:
+            None.
         impl (str): How the conv is computed; every choice gives the same
             outputs and gradients. 'dense' is the paper's masked dense conv
             ``conv2d(x, W * U)``, kept as the checked reference. 'grouped'
@@ -158,6 +163,7 @@ class DGConv2d(nn.Conv2d):
                  padding_mode: str = 'zeros',
                  impl: str = 'auto',
                  deploy: bool = False,
+                 deployed_groups: Optional[int] = None,
                  device=None,
                  dtype=None) -> None:
         check_conv_args(
@@ -189,11 +195,17 @@ class DGConv2d(nn.Conv2d):
             self.register_parameter('gate', None)
             return
         if deploy:
-            # The group count and channel orders arrive with the converted
-            # checkpoint (see _load_from_state_dict).
+            known = deployed_groups or 1
+            if (known < 1 or in_channels % known or out_channels % known):
+                raise ValueError(
+                    f'DGConv2d(in_channels={in_channels}, out_channels='
+                    f'{out_channels}, deploy=True): deployed_groups='
+                    f'{deployed_groups} must divide both')
+            # The channel orders arrive with the converted checkpoint.
+            self._groups_from_checkpoint = deployed_groups is None
             self._become_static(
-                1, torch.arange(in_channels), torch.arange(out_channels),
-                self.weight.detach())
+                known, torch.arange(in_channels), torch.arange(out_channels),
+                self.weight.detach()[:, :in_channels // known])
             return
         self.gate = nn.Parameter(
             self._initial_gates(num_gates, groups, in_channels,
@@ -500,9 +512,11 @@ class DGConv2d(nn.Conv2d):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, unexpected_keys,
                               error_msgs):
-        # A deploy=True layer takes its grouping from the checkpoint.
+        # A deploy=True layer built without its G (the conv_cfg path) takes
+        # the grouping from the checkpoint.
         key = prefix + 'deploy_groups'
-        if self.deploy and key in state_dict:
+        if (self.deploy and key in state_dict
+                and getattr(self, '_groups_from_checkpoint', False)):
             groups = int(state_dict[key])
             weight = state_dict.get(prefix + 'weight')
             if weight is not None and weight.shape != self.weight.shape:
