@@ -14,6 +14,10 @@ raw network outputs, without post-processing:
   head's scores and deltas of every level; the RoI heads run on proposals,
   which come out of the post-processing (NMS).
 
+With ``end2end`` a detector exports its whole inference instead, NMS
+included, to mmdeploy's ``dets`` and ``labels`` (see
+:mod:`.detection_end2end`).
+
 Training forms are refused with the converter to run first: DGConv layers
 that still learn their groups (``tools/model_converters/dgconv_to_static.py``)
 and CoC layers that still generate their kernels
@@ -138,30 +142,46 @@ def write_onnx(module: nn.Module, inputs: torch.Tensor, out_path: str,
 
 
 def export_onnx(model: nn.Module, out_path: str, shape: Sequence[int],
-                opset: int = 17) -> Tuple[TensorGraph, torch.Tensor]:
+                opset: int = 17,
+                end2end: bool = False) -> Tuple[nn.Module, torch.Tensor]:
     """Export ``model``'s tensor forward at ``shape`` to ``out_path``
     (atomically, see :func:`write_onnx`).
 
+    Args:
+        end2end (bool): For a detector, export its inference with the
+            post-processing, whose outputs are ``dets`` and ``labels``
+            (:mod:`.detection_end2end`). Default: False.
+
     Returns:
-        tuple[TensorGraph, Tensor]: The exported module and the example
+        tuple[nn.Module, Tensor]: The exported module (a
+        :class:`TensorGraph`, or the end-to-end detector) and the example
         input it was traced with.
 
     Raises:
         TrainingFormError: A layer must be converted first.
+        ConversionError: ``end2end`` for a model it does not cover.
     """
     check_exportable(model)
-    graph = TensorGraph(model.eval()).eval()
+    model.eval()
     inputs = example_input(model, shape)
-    with torch.no_grad():
-        count = len(graph(inputs))
-    write_onnx(graph, inputs, out_path, graph.output_names(count), opset)
+    if end2end:
+        from .detection_end2end import end2end_graph
+        graph = end2end_graph(model, shape)
+        names = ['dets', 'labels']
+    else:
+        graph = TensorGraph(model).eval()
+        with torch.no_grad():
+            names = graph.output_names(len(graph(inputs)))
+    write_onnx(graph, inputs, out_path, names, opset)
     return graph, inputs
 
 
-def verify_onnx(onnx_path: str, graph: TensorGraph, inputs: torch.Tensor,
-                rtol: float = 1e-4) -> float:
+def verify_onnx(onnx_path: str, graph: nn.Module, inputs: torch.Tensor,
+                rtol: float = 1e-4,
+                expected: Optional[Sequence[torch.Tensor]] = None) -> float:
     """Run the file in onnxruntime on ``inputs`` and compare every output
-    with PyTorch's.
+    with PyTorch's: ``expected``, or else ``graph(inputs)``. Integer
+    outputs (labels) must be equal.
 
     Returns:
         float: The largest relative difference, ``max |ort - torch|`` over
@@ -174,8 +194,10 @@ def verify_onnx(onnx_path: str, graph: TensorGraph, inputs: torch.Tensor,
     import onnxruntime
     session = onnxruntime.InferenceSession(
         onnx_path, providers=['CPUExecutionProvider'])
-    with torch.no_grad():
-        expected = [t.numpy() for t in graph(inputs)]
+    if expected is None:
+        with torch.no_grad():
+            expected = graph(inputs)
+    expected = [t.numpy() for t in expected]
     actual = session.run(None, {'input': inputs.numpy()})
     if len(actual) != len(expected):
         raise ConversionError(
@@ -187,6 +209,14 @@ def verify_onnx(onnx_path: str, graph: TensorGraph, inputs: torch.Tensor,
             raise ConversionError(
                 f'{onnx_path}: output {index} has shape {ort.shape} in '
                 f'onnxruntime and {ref.shape} in PyTorch')
+        if ref.dtype.kind in 'iub':
+            if not (ort == ref).all():
+                raise ConversionError(
+                    f'{onnx_path}: output {index} (integer) differs between '
+                    'onnxruntime and PyTorch')
+            continue
+        if ref.size == 0:
+            continue
         scale = max(float(abs(ref).max()), 1e-12)
         worst = max(worst, float(abs(ort - ref).max()) / scale)
     if worst > rtol:

@@ -3,7 +3,10 @@
 The graph's input, ``input``, is the model's preprocessed batch (normalised
 and padded, as its data_preprocessor gives it) of one image (one clip of 3
 segments for a recogniser) at ``--shape``; its outputs are the raw network
-outputs without post-processing (see mmdgconv/deploy/onnx_export.py).
+outputs without post-processing (see mmdgconv/deploy/onnx_export.py), or,
+for a detector with ``--end2end``, its detections after NMS: ``dets`` (1, K,
+5: x1, y1, x2, y2, score) and ``labels`` (1, K), as mmdeploy writes them
+(see mmdgconv/deploy/detection_end2end.py).
 DGConv and CoC models are exported from their static checkpoints
 (tools/model_converters/dgconv_to_static.py, coc_to_static.py); PED-ResNet
 and P4ResNet models export as they are.
@@ -11,7 +14,8 @@ and P4ResNet models export as they are.
 Example:
     python tools/deployment/pytorch2onnx.py \\
         static/faster-rcnn_g-resnext50-32x4d_fpn_1x_coco_static.py \\
-        static/epoch_12_static.pth g-resnext50.onnx --shape 800 1216 --verify
+        static/epoch_12_static.pth g-resnext50.onnx --shape 800 1216 \
+        --verify --end2end
 """
 import argparse
 import os.path as osp
@@ -23,6 +27,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 from mmdgconv.apis import load_config  # noqa: E402
 from mmdgconv.deploy import (ConversionError, build_model,  # noqa: E402
                              check_output_path, load_state_dict_strict)
+from mmdgconv.deploy.detection_end2end import predict_detections  # noqa
 from mmdgconv.deploy.onnx_export import export_onnx, verify_onnx  # noqa: E402
 
 
@@ -40,6 +45,11 @@ def parse_args():
         '--verify', action='store_true',
         help='run the file in onnxruntime on a random batch and fail above '
         '1e-4 relative difference to PyTorch')
+    parser.add_argument(
+        '--end2end', action='store_true',
+        help='for a detector: export the post-processing too (RPN '
+        'proposals, RoI heads, NMS), with outputs dets and labels; '
+        '--verify then compares them with the detector\'s own predict()')
     return parser.parse_args()
 
 
@@ -53,11 +63,16 @@ def main():
         cfg = load_config(args.config)
         model = build_model(cfg)
         load_state_dict_strict(model, args.checkpoint, args.config)
-        graph, inputs = export_onnx(model, args.out, args.shape, args.opset)
-        print(f'wrote {args.out} (input {tuple(inputs.shape)}, '
-              f'{graph.kind})')
+        graph, inputs = export_onnx(model, args.out, args.shape, args.opset,
+                                    end2end=args.end2end)
+        kind = 'detections after NMS' if args.end2end else graph.kind
+        print(f'wrote {args.out} (input {tuple(inputs.shape)}, {kind})')
         if args.verify:
-            difference = verify_onnx(args.out, graph, inputs)
+            # end to end, the reference is mmdet's own predict()
+            expected = predict_detections(model, inputs) \
+                if args.end2end else None
+            difference = verify_onnx(args.out, graph, inputs,
+                                     expected=expected)
             print(f'onnxruntime matches PyTorch: max relative difference '
                   f'{difference:.2e}')
     except (ConversionError, FileNotFoundError, ValueError) as error:
