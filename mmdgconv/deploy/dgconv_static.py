@@ -102,19 +102,3 @@ def dgconv_aware_flops(model: nn.Module, inputs) -> Dict[str, int]:
         for depth in range(len(parts) + 1):
             flops['.'.join(parts[:depth])] -= surplus
     return dict(flops)
-
-
-def mark_deploy_in_config(node) -> int:
-    """Set ``deploy=True`` in every ``dict(type='DGConv', ...)`` of a model
-    config (``conv_cfg`` or ``dcn``); returns how many it changed."""
-    changed = 0
-    if isinstance(node, dict):
-        if node.get('type') in ('DGConv', 'mmdgconv.DGConv'):
-            node['deploy'] = True
-            changed += 1
-        for value in node.values():
-            changed += mark_deploy_in_config(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            changed += mark_deploy_in_config(value)
-    return changed

@@ -1,5 +1,6 @@
 """tools/model_converters/dgconv_to_static.py, run as a user runs it."""
 import ast
+import copy
 import os.path as osp
 import re
 import subprocess
@@ -159,8 +160,23 @@ def test_group_up_down_layers_via_conv_cfg(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'in the layer' in (out / 'trained_report.txt').read_text()
 
-    deployed = build_model(Config.fromfile(str(out /
-                                               'resnext_dgconv_static.py')))
+    # The per-layer structure is in the config, so the layers are built
+    # in their deployed shapes before any checkpoint is read.
+    static_cfg = Config.fromfile(str(out / 'resnext_dgconv_static.py'))
+    assert static_cfg.model.type == 'mmdgconv.WithDeployedDGConv'
+    learned = {
+        name: 2**(len(m.gate) - int((m.gate >= 0).sum()))
+        for name, m in model.named_modules()
+        if isinstance(m, DGConv2d) and m.has_gates
+    }
+    assert static_cfg.model.deployed_groups == learned
+    assert len(set(learned.values())) > 1  # layers differ: no shared G
+    deployed = build_model(static_cfg)
+    assert type(deployed) is type(model)
+    for name, groups in learned.items():
+        layer = deployed.get_submodule(name)
+        assert layer.deploy and layer.num_groups == groups
+        assert layer.weight.shape[1] == layer.in_channels // groups
     deployed.load_state_dict(
         load_checkpoint_safely(str(out / 'trained_static.pth'))['state_dict'],
         strict=True)
@@ -169,6 +185,30 @@ def test_group_up_down_layers_via_conv_cfg(tmp_path):
     actual, _ = model_outputs(deployed, inputs, samples)
     for a, b in zip(actual, expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+    # A config of the older converter (deploy=True in the shared conv_cfg,
+    # G left to the checkpoint) stops with how to reconvert.
+    old_style = Config.fromfile(config)
+    old_style.model.backbone.conv_cfg = dict(type='DGConv', deploy=True)
+    with pytest.raises(ValueError, match='reconvert the trained checkpoint'):
+        build_model(old_style)
+    # A listed structure that does not match the model names the layer.
+    for change, message in (
+            (dict(learned, **{'backbone.layer9.conv2': 2}), 'layer9.conv2'),
+            ({k: v for k, v in learned.items()
+              if k != 'backbone.layer2.0.conv2'}, 'layer2.0.conv2')):
+        wrong = copy.deepcopy(static_cfg)
+        wrong.model.deployed_groups = change
+        with pytest.raises(KeyError, match=message):
+            build_model(wrong)
+    # Loading into another structure fails, naming the layer.
+    mismatched = copy.deepcopy(static_cfg)
+    layer = 'backbone.layer1.0.conv2'
+    mismatched.model.deployed_groups[layer] = (
+        2 if learned[layer] != 2 else 4)
+    with pytest.raises(RuntimeError, match=f'{layer} is built with'):
+        build_model(mismatched).load_state_dict(load_checkpoint_safely(
+            str(out / 'trained_static.pth'))['state_dict'])
 
 
 def test_failure_paths(tmp_path, run_tool_in_process):

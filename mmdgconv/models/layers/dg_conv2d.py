@@ -128,10 +128,10 @@ class DGConv2d(nn.Conv2d):
             channel permutations (buffers, read from the checkpoint it
             loads). Default: False.
         deployed_groups (int, optional): With ``deploy``, the learned G,
-            which sets the weight's shape. None (a ``conv_cfg`` shared by
-            every layer of a stock ResNet, which cannot name each layer's G)
-            takes G and the weight's shape from the checkpoint. Default:
-            None.
+            which sets the weight's shape; required for a layer that learns
+            its groups. A stock backbone's shared ``conv_cfg`` cannot name
+            each layer's G: the converter's config builds those layers
+            through ``mmdgconv.WithDeployedDGConv``. Default: None.
         impl (str): How the conv is computed; every choice gives the same
             outputs and gradients. 'dense' is the paper's masked dense conv
             ``conv2d(x, W * U)``, kept as the checked reference. 'grouped'
@@ -195,17 +195,23 @@ class DGConv2d(nn.Conv2d):
             self.register_parameter('gate', None)
             return
         if deploy:
-            known = deployed_groups or 1
-            if (known < 1 or in_channels % known or out_channels % known):
+            where = (f'DGConv2d(in_channels={in_channels}, out_channels='
+                     f'{out_channels}, deploy=True)')
+            if deployed_groups is None:
                 raise ValueError(
-                    f'DGConv2d(in_channels={in_channels}, out_channels='
-                    f'{out_channels}, deploy=True): deployed_groups='
-                    f'{deployed_groups} must divide both')
+                    f'{where} needs deployed_groups, the learned number of '
+                    'groups. Configs from an older dgconv_to_static.py left '
+                    'it to the checkpoint: reconvert the trained checkpoint '
+                    'with tools/model_converters/dgconv_to_static.py')
+            if (deployed_groups < 1 or in_channels % deployed_groups
+                    or out_channels % deployed_groups):
+                raise ValueError(f'{where}: deployed_groups='
+                                 f'{deployed_groups} must divide both')
             # The channel orders arrive with the converted checkpoint.
-            self._groups_from_checkpoint = deployed_groups is None
             self._become_static(
-                known, torch.arange(in_channels), torch.arange(out_channels),
-                self.weight.detach()[:, :in_channels // known])
+                deployed_groups, torch.arange(in_channels),
+                torch.arange(out_channels),
+                self.weight.detach()[:, :in_channels // deployed_groups])
             return
         self.gate = nn.Parameter(
             self._initial_gates(num_gates, groups, in_channels,
@@ -512,18 +518,13 @@ class DGConv2d(nn.Conv2d):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, unexpected_keys,
                               error_msgs):
-        # A deploy=True layer built without its G (the conv_cfg path) takes
-        # the grouping from the checkpoint.
         key = prefix + 'deploy_groups'
-        if (self.deploy and key in state_dict
-                and getattr(self, '_groups_from_checkpoint', False)):
-            groups = int(state_dict[key])
-            weight = state_dict.get(prefix + 'weight')
-            if weight is not None and weight.shape != self.weight.shape:
-                self.weight = nn.Parameter(
-                    self.weight.new_empty(weight.shape))
-            self.groups = groups
-            self.deploy_groups = self.deploy_groups.new_tensor(groups)
+        if self.deploy and key in state_dict and int(
+                state_dict[key]) != self.num_groups:
+            error_msgs.append(
+                f'{prefix[:-1]} is built with {self.num_groups} groups and '
+                f'the checkpoint has {int(state_dict[key])}: load it with the '
+                'config dgconv_to_static.py wrote for it')
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
