@@ -1,6 +1,6 @@
 """Speed of PED-ResNet-50 against a static ResNet-50, side by side.
 
-The paper's anchor (seed 002, Table 1) is CPU inference at batch 1:
+The paper's anchor (PEDConv paper, Table 1) is CPU inference at batch 1:
 ResNet-50 276 ms -> PEDConv 288 ms (+4.3%). This script measures, in one
 run and interleaved round by round, eval inference at batch 1 and 8 and the
 training step at batch 8, all at 224x224, for mmdet's ResNet-50 and

@@ -1,7 +1,7 @@
 _base_ = 'mmaction::recognition/tsn/tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb.py'
 custom_imports = dict(imports=['mmdgconv'], allow_failed_imports=False)
 
-# The seed's ResNeXt-50 32x4d baseline, mmpretrain's ResNeXt (Recognizer2D
+# The DGConv paper's ResNeXt-50 32x4d baseline, mmpretrain's ResNeXt (Recognizer2D
 # unwraps mmpretrain backbones' tuples itself). ImageNet weights from a local
 # mmpretrain checkpoint; nothing is downloaded.
 pretrained = 'checkpoints/resnext50-32x4d_in1k.pth'

@@ -1,6 +1,6 @@
 """Import checkpoints of the DGConv reference implementation.
 
-The reference ``G_ResNet`` (seed 001, d-li14/dgconv.pytorch) stores a
+The reference ``G_ResNet`` (the DGConv authors' code, d-li14/dgconv.pytorch) stores a
 torchvision-style ResNet whose 3x3 convs are ``DGConv2d`` modules holding
 ``gate``, ``conv.weight`` and two constant buffers ``D``/``I``. Its layout
 (stride in the 3x3 conv, 1x1 downsample + BN) is mmdet's 'pytorch' style, so

@@ -1,4 +1,4 @@
-"""Regenerate ``dgconv_known_answers.pt`` from the seed's reference DGConv.
+"""Regenerate ``dgconv_known_answers.pt`` from the DGConv authors' reference DGConv (d-li14/dgconv.pytorch).
 
 The tests never import the reference; they compare against the answers this
 script stored. Run it only to refresh the fixture:
@@ -29,7 +29,7 @@ def main():
                                   'dgconv_known_answers.pt'))
     args = parser.parse_args()
     sys.path.insert(0, osp.abspath(args.reference_dir))
-    from dgconv import DGConv2d  # noqa: E402  (the seed's reference)
+    from dgconv import DGConv2d  # noqa: E402  (d-li14/dgconv.pytorch)
 
     torch.manual_seed(0)
     answers = {}

@@ -1,4 +1,4 @@
-"""Regenerate ``reference_import_fixture.pt`` from the seed's reference
+"""Regenerate ``reference_import_fixture.pt`` from the DGConv authors' reference
 G_ResNet (groups=2, width_per_group=4, 10 classes).
 
 The fixture keeps the reference state dict's names and shapes, the
@@ -42,7 +42,7 @@ def main():
     parser.add_argument('reference_dir')
     args = parser.parse_args()
     sys.path.insert(0, osp.abspath(args.reference_dir))
-    from g_resnext import Bottleneck, G_ResNet  # the seed's reference
+    from g_resnext import Bottleneck, G_ResNet  # d-li14/dgconv.pytorch
     model = G_ResNet(Bottleneck, [3, 4, 6, 3], num_classes=10, groups=2,
                      width_per_group=4)
     state = model.state_dict()

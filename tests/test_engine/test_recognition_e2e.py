@@ -94,10 +94,10 @@ def test_tsn_predict_mode_with_the_stock_recognizer(backbone):
     ('x50-32x4d', 'mmpretrain.ResNeXt')
 ])
 def test_seed_schedule_configs(backbone, backbone_type):
-    """Seed 000, appendix C: 5 training segments, 25 test frames, SGD lr
+    """The DGConv paper, appendix C: 5 training segments, 25 test frames, SGD lr
     0.001 decayed at 50k and 80k, 100k iterations, 32 videos per GPU."""
     cfg = Config.fromfile(osp.join(
-        CONFIGS, f'tsn_imagenet-pretrained-{backbone}_8xb32-seed-schedule_'
+        CONFIGS, f'tsn_imagenet-pretrained-{backbone}_8xb32-paper-schedule_'
         'kinetics400-rgb.py'))
     assert cfg.model.backbone.type == backbone_type
     assert cfg.train_dataloader.dataset.pipeline[1].num_clips == 5

@@ -11,7 +11,7 @@ G-correlation of an input ``f`` on ``H_in`` with a filter ``psi`` is
 i.e. an ordinary correlation with the filter transformed by every output
 element ``g``. The transformation is a gather with precomputed indices, after
 which one ``conv2d`` computes every output element; autograd of the gather
-gives the gradients (seed 003, section 2).
+gives the gradients (Cohen and Welling, ICML 2016, supplementary section 2).
 
 Group elements are 2x2 integer matrices acting on centred (row, column)
 kernel offsets: ``R`` is the 90-degree rotation that ``torch.rot90(x, 1,
@@ -276,7 +276,7 @@ class GroupPool(nn.Module):
 class GroupSpatialPool(nn.Module):
     """Spatial max/avg pooling of a group feature map.
 
-    It commutes with the group action (seed 003, eq. 2) when the pooling
+    It commutes with the group action (Cohen and Welling, ICML 2016, eq. 2) when the pooling
     window is symmetric and the sampled grid is (odd sizes with
     ``padding = kernel_size // 2``).
 

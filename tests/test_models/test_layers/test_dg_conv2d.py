@@ -39,7 +39,8 @@ def test_wrong_input_channels_raise():
 
 
 # ---------------------------------------------------------------------------
-# Known answers from the seed's reference implementation
+# Known answers from the DGConv authors' reference implementation
+# (d-li14/dgconv.pytorch)
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize('case', [
     'c8_k3_mixed', 'c16_k3_s2_d2', 'c4_k1_dense', 'c32_k3_depthwise'

@@ -1,4 +1,4 @@
-"""Exact equivariance of the p4/p4m convolutions (seed 003)."""
+"""Exact equivariance of the p4/p4m convolutions (Cohen and Welling, ICML 2016)."""
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,9 +1,9 @@
-# The seed's TSN schedule (see tsn_imagenet-pretrained-r50_8xb32-seed-schedule_kinetics400-rgb.py)
+# The DGConv paper's TSN schedule (see tsn_imagenet-pretrained-r50_8xb32-paper-schedule_kinetics400-rgb.py)
 # with the ResNeXt-50 32x4d baseline of the 1x1x3 config.
-_base_ = './tsn_imagenet-pretrained-r50_8xb32-seed-schedule_kinetics400-rgb.py'
+_base_ = './tsn_imagenet-pretrained-r50_8xb32-paper-schedule_kinetics400-rgb.py'
 custom_imports = dict(imports=['mmdgconv'], allow_failed_imports=False)
 
-# The seed's ResNeXt-50 32x4d baseline, mmpretrain's ResNeXt (Recognizer2D
+# The DGConv paper's ResNeXt-50 32x4d baseline, mmpretrain's ResNeXt (Recognizer2D
 # unwraps mmpretrain backbones' tuples itself). ImageNet weights from a local
 # mmpretrain checkpoint; nothing is downloaded.
 pretrained = 'checkpoints/resnext50-32x4d_in1k.pth'

@@ -1,9 +1,9 @@
-# The seed's TSN schedule (see tsn_imagenet-pretrained-r50_8xb32-seed-schedule_kinetics400-rgb.py)
+# The DGConv paper's TSN schedule (see tsn_imagenet-pretrained-r50_8xb32-paper-schedule_kinetics400-rgb.py)
 # with the G-ResNeXt-50 backbone of the 1x1x3 config.
-_base_ = './tsn_imagenet-pretrained-r50_8xb32-seed-schedule_kinetics400-rgb.py'
+_base_ = './tsn_imagenet-pretrained-r50_8xb32-paper-schedule_kinetics400-rgb.py'
 custom_imports = dict(imports=['mmdgconv'], allow_failed_imports=False)
 
-# G-ResNeXt-50 (32x4d widths). As in the paper (seed 000, appendix C) the
+# G-ResNeXt-50 (32x4d widths). As in the paper (DGConv paper, appendix C) the
 # groups stay fixed after ImageNet pre-training: freeze_groups=True. The
 # ImageNet checkpoint comes from configs/g_resnext/g-resnext50-32x4d_8xb32_in1k.py
 # (no public weights exist); nothing is downloaded.

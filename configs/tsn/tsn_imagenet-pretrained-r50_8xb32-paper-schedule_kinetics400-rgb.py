@@ -1,6 +1,6 @@
 _base_ = './tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb.py'
 
-# The seed's TSN schedule (seed 000, appendix C): 5 segments in training,
+# The DGConv paper's TSN schedule (DGConv paper, appendix C): 5 segments in training,
 # 25 frames at test, batch 128 (32 videos per GPU on 4 GPUs), SGD with lr
 # 0.001, decayed by 0.1 at 50k and 80k iterations, 100k iterations in all.
 file_client_args = dict(io_backend='disk')
