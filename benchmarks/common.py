@@ -2,7 +2,6 @@
 interleaved timing loop, per-process peak memory and the README table."""
 import argparse
 import ctypes
-import os
 import os.path as osp
 import re
 import shutil
@@ -19,7 +18,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The benchmarks also run from a bare checkout (the GPU machine's torch has
+# no mmdgconv installed), so the repository itself is importable.
 sys.path.insert(0, REPO)
+
+from mmdgconv.utils.atomic_write import write_atomically  # noqa: E402
 
 
 class Classifier(nn.Module):
@@ -461,11 +464,10 @@ def update_readme(table: str, key: str) -> None:
     if not pattern.search(text):
         raise SystemExit(f'{readme} has no {start} ... {end}')
     # Written whole, then renamed over README: never left half-written.
-    with tempfile.NamedTemporaryFile('w', dir=osp.dirname(readme),
-                                     delete=False) as f:
-        f.write(pattern.sub(lambda _: f'{start}\n{table}\n{end}', text))
-    os.chmod(f.name, os.stat(readme).st_mode)
-    os.replace(f.name, readme)
+    write_atomically(
+        lambda f: f.write(
+            pattern.sub(lambda _: f'{start}\n{table}\n{end}', text)),
+        readme, binary=False)
 
 
 def benchmark_parser(description: str,

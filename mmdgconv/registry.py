@@ -11,11 +11,9 @@ Conv *layers* are additionally registered in mmengine's root ``MODELS``
 (as mmcv does for DCN): ``build_conv_layer`` looks a bare ``type='DGConv'``
 up in the caller's scope and its parents only, never in sibling scopes.
 """
-from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
-from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 #: Backbones, layers and other ``nn.Module`` s.
@@ -26,18 +24,10 @@ MODELS = Registry(
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmdgconv',
     locations=['mmdgconv.engine'])
-#: Optimiser wrappers.
+#: Optimiser wrappers (the device-generic ``AmpOptimWrapper``).
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmdgconv',
     locations=['mmdgconv.engine'])
-#: Datasets.
-DATASETS = Registry(
-    'dataset', parent=MMENGINE_DATASETS, scope='mmdgconv',
-    locations=['mmdgconv.datasets'])
-#: Data transforms.
-TRANSFORMS = Registry(
-    'transform', parent=MMENGINE_TRANSFORMS, scope='mmdgconv',
-    locations=['mmdgconv.datasets'])
 
 
 def register_conv_layer(name):

@@ -32,19 +32,18 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
 
-from mmdgconv.analysis import build_rows, to_json, to_markdown  # noqa: E402
-from mmdgconv.datasets import (make_synthetic_coco,  # noqa: E402
+from mmdgconv.analysis import build_rows, to_json, to_markdown
+from mmdgconv.datasets import (make_synthetic_coco,
                                make_synthetic_kinetics)
-from mmdgconv.deploy import random_inputs  # noqa: E402
-from mmdgconv.deploy.checkpoint_io import write_atomically  # noqa: E402
-from mmdgconv.deploy.dgconv_static import dgconv_aware_flops  # noqa: E402
-from mmdgconv.models import DGConv2d  # noqa: E402
+from mmdgconv.deploy import random_inputs
+from mmdgconv.deploy.checkpoint_io import write_atomically
+from mmdgconv.deploy.dgconv_static import dgconv_aware_flops
+from mmdgconv.models import DGConv2d
 
 DEFAULT_CONFIGS = dict(
     detection=osp.join(ROOT, 'configs', 'g_resnext',

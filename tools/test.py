@@ -11,15 +11,13 @@ import argparse
 import numbers
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
-from mmdgconv.apis import (CheckpointError, apply_run_options,  # noqa: E402
+from mmdgconv.apis import (CheckpointError, apply_run_options,
                            build_runner, check_checkpoint_fits, load_config)
-from mmdgconv.utils import CheckpointSafetyError  # noqa: E402
+from mmdgconv.utils import CheckpointSafetyError
 
 
 def parse_args():

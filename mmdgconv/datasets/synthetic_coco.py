@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from mmdgconv.utils.atomic_write import write_atomically
 from .dataset_spec import is_complete, mark_complete
 
 #: Class names of the ``'shapes'`` variant, in category-id order (ids start
@@ -249,12 +250,10 @@ def _write_split(root: str, split: str, num_images: int, image_size,
     ]
     ann_file = osp.join(root, 'annotations', f'instances_{split}.json')
     os.makedirs(osp.dirname(ann_file), exist_ok=True)
-    tmp_file = ann_file + '.tmp'
-    with open(tmp_file, 'w') as f:
-        json.dump(
+    write_atomically(
+        lambda f: json.dump(
             dict(images=images, annotations=annotations,
-                 categories=categories), f)
-    os.replace(tmp_file, ann_file)  # the JSON appears complete or not at all
+                 categories=categories), f), ann_file, binary=False)
     return ann_file
 
 

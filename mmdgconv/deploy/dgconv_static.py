@@ -30,7 +30,6 @@ def describe(name: str, layer: DGConv2d) -> dict:
         layer=name, in_channels=layer.in_channels,
         out_channels=layer.out_channels, groups=layer.num_groups,
         params_before=layer.weight.numel() + layer.gate.numel(),
-        params_effective=layer.nnz * k,
         params_after=layer.nnz * k)
 
 

@@ -46,6 +46,27 @@ def _narrow_fpn(cfg):
             roi.mask_head.conv_out_channels = 32
 
 
+def _coco_ap(ann_file, detections_file, metric):
+    """AP@[.5:.95] of a detections file, by pycocotools directly."""
+    import contextlib
+    import io
+    import json
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO(ann_file)
+        with open(detections_file) as f:
+            detections = json.load(f)
+        assert detections, 'the model gave no detection to score'
+        evaluation = COCOeval(truth, truth.loadRes(detections),
+                              'segm' if metric == 'segm' else 'bbox')
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return float(evaluation.stats[0])
+
+
 class _RecordLogs(Hook):
     """Collects the scalars logged at every training iteration."""
 
@@ -80,6 +101,10 @@ def test_detector_trains_and_validates(config, metrics, synthetic_coco,
     # Two iterations leave scores below the stock 0.05 threshold; keep every
     # box so that pycocotools has detections to score.
     set_score_threshold(cfg, 0.0)
+    # The evaluator also writes the detections it scores, so the logged AP
+    # can be recomputed independently below.
+    prefix = str(tmp_path / 'detections')
+    cfg.val_evaluator.outfile_prefix = prefix
     runner = Runner.from_cfg(cfg)
     recorder = _RecordLogs()
     runner.register_hook(recorder)
@@ -96,11 +121,14 @@ def test_detector_trains_and_validates(config, metrics, synthetic_coco,
             assert logged['dg_zeta_ratio'] > 0
             assert {f'dg_groups_layer{i}'
                     for i in range(1, 5)} <= set(logged)
-    # The validation pass ran pycocotools' COCO evaluation.
+    # The validation pass ran the COCO evaluation: the logged AP is
+    # pycocotools' own AP of the detections the model gave.
     metrics_seen = runner.message_hub.log_scalars
     for metric in metrics:
-        assert f'val/coco/{metric}_mAP' in metrics_seen
-        assert metrics_seen[f'val/coco/{metric}_mAP'].current() >= 0
+        logged = metrics_seen[f'val/coco/{metric}_mAP'].current()
+        assert logged == pytest.approx(
+            _coco_ap(synthetic_coco['val_ann'], f'{prefix}.{metric}.json',
+                     metric), abs=5e-4)
     assert osp.isfile(osp.join(str(tmp_path), 'iter_2.pth'))
 
 

@@ -10,30 +10,30 @@ Example:
         work_dirs/run2/epoch_100.pth --out groups.png
 """
 import argparse
-import os
 import os.path as osp
-import sys
-import tempfile
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use('Agg')  # files only, no display
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from mmdgconv.deploy import ConversionError  # noqa: E402
-from mmdgconv.utils import load_checkpoint_safely  # noqa: E402
+from mmdgconv.deploy import ConversionError
+from mmdgconv.models import DGConv2d
+from mmdgconv.utils import load_checkpoint_safely
+from mmdgconv.utils.atomic_write import write_atomically
 
 
 def learned_groups(checkpoint_path):
-    """(channels, groups) of every DGConv layer, in network order.
+    """(input channels, groups) of every DGConv layer, in network order,
+    from the gates of a trained checkpoint or from the layer list a
+    ``dgconv_to_static.py`` conversion records in ``meta``.
 
     Raises:
         ConversionError: The checkpoint holds no DGConv gates and no
-            recorded conversion.
+            recorded conversion (or one from a converter too old to list
+            its layers).
     """
     try:
         checkpoint = load_checkpoint_safely(checkpoint_path,
@@ -41,31 +41,37 @@ def learned_groups(checkpoint_path):
     except (OSError, RuntimeError) as error:
         raise ConversionError(str(error)) from None
     state = checkpoint.get('state_dict', checkpoint)
-    layers = []
-    for key, gate in state.items():
-        if not key.endswith('.gate'):
-            continue
-        weight = state[key[:-len('gate')] + 'weight']
-        merged = int((gate >= 0).sum())
-        layers.append((weight.shape[1], 2**(gate.numel() - merged)))
+    layers = [(state[key[:-len('gate')] + 'weight'].shape[1],
+               DGConv2d.groups_of(gate))
+              for key, gate in state.items() if key.endswith('.gate')]
     if layers:
         return layers
     conversion = checkpoint.get('meta', {}).get('mmdgconv_conversion', {})
     if conversion.get('tool') == 'dgconv_to_static':
-        keys = [k for k, v in state.items() if k.endswith('conv2.weight')
-                and v.dim() == 4 and v.shape[2] == 3]
-        return [(state[k].shape[1] * g, g)
-                for k, g in zip(keys, conversion['groups'])]
+        if 'dgconv_layers' not in conversion:
+            raise ConversionError(
+                f'{checkpoint_path} was converted by an older '
+                'dgconv_to_static.py, which did not record its layers; '
+                'plot the trained checkpoint, or reconvert it')
+        return [(row['in_channels'], row['groups'])
+                for row in conversion['dgconv_layers']]
     raise ConversionError(
         f'{checkpoint_path} holds no DGConv gates (and no recorded '
         'dgconv_to_static conversion)')
 
 
 def plot(checkpoints, out, labels=None):
+    """Overlay the learned groups of each checkpoint in one PNG at
+    ``out`` (written atomically).
+
+    Returns:
+        dict: label to the plotted ``(input channels, groups)`` per layer.
+    """
     labels = labels or [osp.basename(c) for c in checkpoints]
     figure, axis = plt.subplots(figsize=(10, 4))
+    plotted = {}
     for checkpoint, label in zip(checkpoints, labels):
-        layers = learned_groups(checkpoint)
+        layers = plotted[label] = learned_groups(checkpoint)
         axis.plot(range(len(layers)), [g for _, g in layers], marker='o',
                   label=label)
         ticks = [str(c) for c, _ in layers]
@@ -78,16 +84,12 @@ def plot(checkpoints, out, labels=None):
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    handle, tmp = tempfile.mkstemp(suffix='.png',
-                                   dir=osp.dirname(osp.abspath(out)))
-    os.close(handle)
     try:
-        figure.savefig(tmp, dpi=120)
-        os.replace(tmp, out)  # the PNG appears complete or not at all
+        write_atomically(lambda f: figure.savefig(f, format='png', dpi=120),
+                         out)
     finally:
         plt.close(figure)
-        if osp.exists(tmp):
-            os.remove(tmp)
+    return plotted
 
 
 def main():

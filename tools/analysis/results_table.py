@@ -15,17 +15,13 @@ Example:
         --out table.md --csv table.csv --json table.json
 """
 import argparse
-import os.path as osp
-import sys
 import tempfile
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 
-from mmdgconv.analysis import (ResultsTableError, build_rows,  # noqa: E402
+from mmdgconv.analysis import (ResultsTableError, build_rows,
                                to_csv, to_json, to_markdown)
-from mmdgconv.deploy import ConversionError  # noqa: E402
-from mmdgconv.deploy.checkpoint_io import (check_output_path,  # noqa: E402
+from mmdgconv.deploy import ConversionError
+from mmdgconv.deploy.checkpoint_io import (check_output_path,
                                            write_atomically)
 
 

@@ -19,16 +19,13 @@ Example:
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 
-from mmdgconv.apis import load_config  # noqa: E402
-from mmdgconv.deploy import (ConversionError, build_model,  # noqa: E402
+from mmdgconv.apis import load_config
+from mmdgconv.deploy import (ConversionError, build_model,
                              check_output_path, load_state_dict_strict)
 from mmdgconv.deploy.detection_end2end import predict_detections  # noqa
-from mmdgconv.deploy.onnx_export import export_onnx, verify_onnx  # noqa: E402
+from mmdgconv.deploy.onnx_export import export_onnx, verify_onnx
 
 
 def parse_args():

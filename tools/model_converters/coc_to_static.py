@@ -12,23 +12,19 @@ Example:
         --verify
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 
-import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
+import torch
+from mmengine.config import DictAction
 
-from mmdgconv.deploy import (ConversionError,  # noqa: E402
+from mmdgconv.deploy import (ConversionError,
                              check_output_path, save_atomically,
                              switch_to_deploy)
-from mmdgconv.deploy.conversion import (TOLERANCE,  # noqa: E402
+from mmdgconv.deploy.conversion import (TOLERANCE,
                                         check_unchanged, conversion_meta,
                                         load_trained)
-from mmdgconv.deploy.progress import Progress  # noqa: E402
-from mmdgconv.models.layers import CoCConv2d  # noqa: E402
+from mmdgconv.deploy.progress import Progress
+from mmdgconv.models.layers import CoCConv2d
 
 
 def parse_args():

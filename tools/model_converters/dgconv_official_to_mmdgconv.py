@@ -13,19 +13,16 @@ Example:
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
-from mmdgconv.apis import load_config  # noqa: E402
-from mmdgconv.deploy import (ConversionError, build_model,  # noqa: E402
+from mmdgconv.apis import load_config
+from mmdgconv.deploy import (ConversionError, build_model,
                              check_output_path, save_pair_atomically)
 from mmdgconv.deploy.official_import import \
-    reference_to_mmpretrain  # noqa: E402
-from mmdgconv.utils import load_checkpoint_safely  # noqa: E402
+    reference_to_mmpretrain
+from mmdgconv.utils import load_checkpoint_safely
 
 DEFAULT_CONFIG = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',

@@ -29,25 +29,22 @@ import copy
 import os
 import os.path as osp
 import pprint
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 
-import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+import torch
+from mmengine.config import Config, DictAction
 
-from mmdgconv.deploy import (ConversionError, build_model,  # noqa: E402
+from mmdgconv.deploy import (ConversionError, build_model,
                              check_output_path, finish_temp_file,
                              save_atomically, temp_file_for,
                              write_atomically)
-from mmdgconv.deploy.conversion import (check_unchanged,  # noqa: E402
+from mmdgconv.deploy.conversion import (check_unchanged,
                                         conversion_meta, load_trained)
-from mmdgconv.deploy.dgconv_static import (convert_model,  # noqa: E402
+from mmdgconv.deploy.dgconv_static import (convert_model,
                                            dgconv_aware_flops)
-from mmdgconv.deploy.progress import Progress  # noqa: E402
-from mmdgconv.models import GResNeXt  # noqa: E402
-from mmdgconv.models.backbones.g_resnext import GBottleneck  # noqa: E402
+from mmdgconv.deploy.progress import Progress
+from mmdgconv.models import GResNeXt
+from mmdgconv.models.backbones.g_resnext import GBottleneck
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -205,6 +202,9 @@ def convert(args) -> float:
         meta = conversion_meta(
             trained, 'dgconv_to_static', args.checkpoint, layers=len(rows),
             groups=[row['groups'] for row in rows],
+            dgconv_layers=[{key: row[key] for key in (
+                'layer', 'in_channels', 'out_channels', 'groups')}
+                for row in rows],
             max_abs_difference=difference)
         save_atomically(dict(meta=meta, state_dict=state_dict), out_ckpt)
         finish_temp_file(tmp_cfg, out_cfg)

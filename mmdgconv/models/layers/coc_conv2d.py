@@ -15,7 +15,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.modules.utils import _pair
 
 from mmdgconv.registry import register_conv_layer
 from .conv_checks import check_conv_args, check_input_channels

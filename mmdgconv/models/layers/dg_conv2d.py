@@ -16,7 +16,7 @@ from mmdgconv.registry import register_conv_layer
 from .conv_checks import check_conv_args, check_input_channels
 from .dgconv_op import compiled_dgconv2d
 from .dg_conv2d_grouped import (GroupLayout, gather_diagonal_blocks,
-                                grouped_dgconv, relative_step_cost)
+                                grouped_dgconv)
 
 # The reference initialises every gate at +-1e-8: the layer starts undecided
 # and the first gradient steps choose the grouping.
@@ -116,11 +116,17 @@ class DGConv2d(nn.Conv2d):
         stride (int | tuple[int, int]): Stride. Default: 1.
         padding (int | tuple[int, int] | str): Padding. Default: 0.
         dilation (int | tuple[int, int]): Dilation. Default: 1.
-        groups (int, optional): The grouping the gates start from, as a
-            power of two: ``groups`` contiguous groups (on the ``C_s``
-            side). None starts from random gate signs as the paper does.
-            Either way the gates start at magnitude 1e-8, so training can
-            flip them at once. Default: None.
+        init_groups (int, optional): The grouping the gates start from, as
+            a power of two: ``init_groups`` contiguous groups (on the
+            ``C_s`` side). None starts from random gate signs as the paper
+            does. Either way the gates start at magnitude 1e-8, so training
+            can flip them at once. This is not the number of groups the
+            layer computes, which the gates learn (:attr:`num_groups`).
+            Default: None.
+        groups (int, optional): Alias of ``init_groups``: the name
+            ``nn.Conv2d`` and stock backbones pass (mmdet's ResNeXt passes
+            its cardinality, so a ``conv_cfg`` DGConv starts from it).
+            Default: None.
         bias (bool): Whether to add a learnable bias. Default: True.
         padding_mode (str): As ``nn.Conv2d``. Default: 'zeros'.
         deploy (bool): Build the deployed form written by
@@ -142,14 +148,12 @@ class DGConv2d(nn.Conv2d):
 
     Example:
         >>> import torch
-        >>> layer = DGConv2d(64, 64, 3, padding=1, groups=8)
+        >>> layer = DGConv2d(64, 64, 3, padding=1, init_groups=8)
         >>> layer.num_groups, layer.nnz
         (8, 512)
         >>> layer(torch.rand(2, 64, 16, 16)).shape
         torch.Size([2, 64, 16, 16])
     """
-
-    _version = 1
 
     def __init__(self,
                  in_channels: int,
@@ -164,6 +168,7 @@ class DGConv2d(nn.Conv2d):
                  impl: str = 'auto',
                  deploy: bool = False,
                  deployed_groups: Optional[int] = None,
+                 init_groups: Optional[int] = None,
                  device=None,
                  dtype=None) -> None:
         check_conv_args(
@@ -171,6 +176,12 @@ class DGConv2d(nn.Conv2d):
             f'{out_channels})', in_channels, out_channels, kernel_size,
             stride, padding, dilation)
         num_gates = self._check_channels(in_channels, out_channels)
+        if groups is not None and init_groups not in (None, groups):
+            raise ValueError(
+                f'DGConv2d(in_channels={in_channels}, out_channels='
+                f'{out_channels}): groups={groups} and init_groups='
+                f'{init_groups} disagree (groups is an alias of init_groups)')
+        init_groups = groups if init_groups is None else init_groups
         if impl not in ('auto', 'dense', 'grouped'):
             raise ValueError(
                 f'DGConv2d(in_channels={in_channels}, out_channels='
@@ -214,7 +225,7 @@ class DGConv2d(nn.Conv2d):
                 self.weight.detach()[:, :in_channels // deployed_groups])
             return
         self.gate = nn.Parameter(
-            self._initial_gates(num_gates, groups, in_channels,
+            self._initial_gates(num_gates, init_groups, in_channels,
                                 out_channels).to(device=device))
 
     @staticmethod
@@ -243,8 +254,8 @@ class DGConv2d(nn.Conv2d):
             if num_split is None or num_split > num_gates:
                 raise ValueError(
                     f'DGConv2d(in_channels={in_channels}, out_channels='
-                    f'{out_channels}): groups={groups} must be a power of '
-                    f'two no larger than {2**num_gates}.')
+                    f'{out_channels}): init_groups={groups} must be a power '
+                    f'of two no larger than {2**num_gates}.')
             # Splitting the most significant bits gives contiguous groups,
             # the layout of nn.Conv2d(groups=G).
             signs = [-1.0] * num_split + [1.0] * (num_gates - num_split)
@@ -266,6 +277,12 @@ class DGConv2d(nn.Conv2d):
             return torch.zeros(0)
         return (self.gate.detach() >= 0).float()
 
+    @staticmethod
+    def groups_of(gate: Tensor) -> int:
+        """The number of groups a gate vector gives: every gate that does
+        not merge (merging is ``gate >= 0``) splits, so G = 2^(splits)."""
+        return 2**(gate.numel() - int((gate.detach() >= 0).sum()))
+
     @property
     def num_groups(self) -> int:
         """The number of channel groups the layer currently computes."""
@@ -273,7 +290,7 @@ class DGConv2d(nn.Conv2d):
             return int(self.deploy_groups)
         if not self.has_gates:
             return 1
-        return 2**(self.num_gates - int(self.binary_gates.sum().item()))
+        return self.groups_of(self.gate)
 
     @property
     def nnz(self) -> int:
@@ -354,8 +371,10 @@ class DGConv2d(nn.Conv2d):
             return False
         if self.impl == 'grouped':
             return True
-        # 'auto': the grouped step must clearly beat the dense one.
-        return relative_step_cost(layout) < 0.75
+        # 'auto': one group is the dense conv itself; from two groups on,
+        # the grouped step does at most (3 + log2 G) / (3 G) <= 2/3 of the
+        # dense step's work, and bench_dgconv.py measures it faster.
+        return layout.groups >= 2
 
     def gather_blocks_early(self) -> None:
         """Gather U's weight blocks for this layer's next forward now.
@@ -485,18 +504,14 @@ class DGConv2d(nn.Conv2d):
             self.out_inverse.cpu(), torch.arange(self.out_channels)))
 
     def _static_forward(self, x: Tensor) -> Tensor:
+        """The deployed form: nn.Conv2d's own forward (``self.groups`` is G)
+        between the fixed channel permutations."""
         if not self._identity_in:
             x = x.index_select(1, self.in_order)
         bias = self.bias
         if bias is not None and not self._identity_out:
             bias = bias.index_select(0, self.out_order)
-        padding = self.padding
-        if self.padding_mode != 'zeros':
-            x = F.pad(x, self._reversed_padding_repeated_twice,
-                      mode=self.padding_mode)
-            padding = 0
-        out = F.conv2d(x, self.weight, bias, self.stride, padding,
-                       self.dilation, self.groups)
+        out = self._conv_forward(x, self.weight, bias)
         return out if self._identity_out else out.index_select(
             1, self.out_inverse)
 

@@ -477,16 +477,7 @@ def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
                                        bias, layout, conv)
 
 
-def relative_step_cost(layout: GroupLayout) -> float:
-    """Cost of a grouped training step relative to the dense one (3 convs).
-
-    Returns:
-        float: ``(3 + |S|) / (3 G)``.
-    """
-    return (3 + len(layout.split)) / (3 * layout.groups)
-
-
 __all__: List[str] = [
     'GroupLayout', 'GroupedDGConvFunction', 'gather_diagonal_blocks',
-    'grouped_dgconv', 'relative_step_cost'
+    'grouped_dgconv'
 ]

@@ -72,8 +72,6 @@ class PEDConv2d(nn.Conv2d):
         torch.Size([4, 64, 8, 8])
     """
 
-    _version = 1
-
     def __init__(self,
                  in_channels: int,
                  out_channels: int,

@@ -26,10 +26,29 @@ def test_non_power_of_two_channels_raise(channels):
 
 
 def test_bad_initial_groups_raise():
-    with pytest.raises(ValueError, match='groups=3'):
+    with pytest.raises(ValueError, match='init_groups=3'):
         DGConv2d(16, 16, 3, groups=3)
-    with pytest.raises(ValueError, match='groups=32'):
-        DGConv2d(16, 16, 3, groups=32)
+    with pytest.raises(ValueError, match='init_groups=32'):
+        DGConv2d(16, 16, 3, init_groups=32)
+    with pytest.raises(ValueError, match='disagree'):
+        DGConv2d(16, 16, 3, groups=2, init_groups=4)
+
+
+def test_init_groups_and_its_alias_groups_start_alike():
+    """``init_groups`` names the starting pattern; ``groups`` (the name
+    stock backbones pass) is its alias. Neither is the computed grouping,
+    which the gates give, nor nn.Conv2d's ``groups`` attribute."""
+    by_name = DGConv2d(16, 16, 3, init_groups=4)
+    by_alias = DGConv2d(16, 16, 3, groups=4)
+    assert torch.equal(by_name.gate, by_alias.gate)
+    # two of the four gates split (negative), the rest merge: G = 2^2
+    assert torch.sign(by_name.gate).tolist() == [-1, -1, 1, 1]
+    assert by_name.num_groups == 4 and by_name.groups == 1
+    with torch.no_grad():
+        by_name.gate.copy_(torch.tensor([-1.0, -1.0, -1.0, 1.0]))
+    assert by_name.num_groups == 8
+    by_name.switch_to_deploy()
+    assert by_name.groups == 8  # nn.Conv2d's groups once deployed
 
 
 def test_wrong_input_channels_raise():

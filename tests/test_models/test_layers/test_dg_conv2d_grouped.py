@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from mmdgconv.models.layers import DGConv2d, dg_conv2d_grouped
-from mmdgconv.models.layers.dg_conv2d_grouped import (GroupLayout,
-                                                      relative_step_cost)
+from mmdgconv.models.layers.dg_conv2d_grouped import GroupLayout
 from mmdgconv.models.layers.tuning import TUNINGS
 
 
@@ -130,7 +129,9 @@ def test_auto_chooses_grouped_only_when_cheaper():
         layer.gate.copy_(torch.tensor([-1., 1., 1., 1.]))  # G = 2
     assert layer._use_grouped(layer.group_layout())
     layout = GroupLayout([0] * 5, 32, 32)
-    assert relative_step_cost(layout) == pytest.approx(8 / 96)
+    assert layout.groups == 32
+    assert DGConv2d(32, 32, 3, padding=1, impl='dense')._use_grouped(
+        layout) is False
     assert not DGConv2d(16, 16, 3, padding='same')._use_grouped(layout)
 
 
@@ -150,13 +151,28 @@ def test_bf16_autocast_grouped_matches_dense():
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
 
 
-def test_no_grad_and_eval_use_the_same_path():
+def test_no_grad_and_eval_use_the_same_path(monkeypatch):
+    """Inference (eval, no grad) runs the grouped conv that training runs,
+    not the dense masked conv, and gives the dense outputs."""
     dense, grouped = _pair(16, 16, [1., -1., 1., -1.], kernel_size=3,
                            padding=1)
+    calls = []
+    real = dg_conv2d_grouped.grouped_dgconv
+
+    def recording(*args, **kwargs):
+        calls.append(torch.is_grad_enabled())
+        return real(*args, **kwargs)
+
+    from mmdgconv.models.layers import dg_conv2d
+    monkeypatch.setattr(dg_conv2d, 'grouped_dgconv', recording)
     x = torch.randn(1, 16, 5, 5)
+    grouped.train()(x).sum().backward()
     with torch.no_grad():
-        torch.testing.assert_close(grouped.eval()(x), dense.eval()(x),
-                                   rtol=1e-5, atol=1e-5)
+        out = grouped.eval()(x)
+        assert calls == [True, False]  # training, then inference
+        reference = dense.eval()(x)
+    assert calls == [True, False]  # the dense layer never takes it
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
 
 
 def test_stacked_layers_match_dense():

@@ -109,6 +109,32 @@ def test_initial_factors_are_one_half():
                                    rtol=0, atol=0.05)
 
 
+@pytest.mark.parametrize('rank,groups', [(1, 1), (2, 1), (1, 2)])
+def test_factors_are_the_generator_formula(rank, groups):
+    """gamma, phi, psi = sigmoid(W2 relu(W1 pool(x) + b1) + b2), split in
+    that order (the paper's generator, eqs. 3-4), computed here in float64
+    from the layer's parameters."""
+    torch.manual_seed(rank + groups)
+    layer = PEDConv2d(8, 12, 3, padding=1, groups=groups, rank=rank,
+                      reduction=2).eval()
+    _randomise_generator(layer)
+    x = torch.randn(3, 8, 5, 6)
+    w1, b1 = layer.squeeze.weight.double(), layer.squeeze.bias.double()
+    w2, b2 = layer.heads.weight.double(), layer.heads.bias.double()
+    pooled = x.double().sum((2, 3)) / (5 * 6)
+    logits = torch.clamp(pooled @ w1.T + b1, min=0) @ w2.T + b2
+    factors = 1 / (1 + torch.exp(-logits))
+    sizes = [rank * 12, rank * 8 // groups, rank * 9]
+    assert factors.shape[1] == sum(sizes)
+    gamma, phi, psi = layer.factors(x)
+    expected = factors.split(sizes, dim=1)
+    shapes = [(3, rank, 12), (3, rank, 8 // groups), (3, rank, 3, 3)]
+    for actual, wanted, shape in zip((gamma, phi, psi), expected, shapes):
+        assert actual.shape == shape
+        torch.testing.assert_close(actual.double(), wanted.reshape(shape),
+                                   rtol=1e-6, atol=1e-7)
+
+
 def test_eval_is_deterministic_and_training_is_noisy():
     torch.manual_seed(0)
     layer = PEDConv2d(16, 16, 3, padding=1)
