@@ -198,3 +198,45 @@ def test_configs_start_from_the_mmdgconv_prefix(tmp_path):
     assert cfg.model.backbone.type == 'mmdgconv.ResNetCoC'
     assert cfg.model.backbone.depth == 101
     assert cfg.default_scope == 'mmdet'
+
+
+def test_the_shim_table_reports_what_this_stack_needs():
+    """Run as a user runs it: every shim is listed, each one this stack's
+    defect needs is active (this machine has no accelerator, mmaction2 1.2.0
+    lacks drn, torch 2.14 loads weights-only, mmcv 2.1's CPU kernels refuse
+    bfloat16)."""
+    result = subprocess.run(
+        [sys.executable, '-m', 'mmdgconv.utils.compat'],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'RuntimeWarning' not in result.stderr
+    from mmdgconv.utils import compat
+    rows = {line.split('  ')[0]: line
+            for line in result.stdout.splitlines()[1:]}
+    assert set(rows) == {name for name, *_ in compat.SHIMS}
+    for name in ('mmaction2 drn', 'safe checkpoint loading',
+                 'CPU distributed', 'AMP without an accelerator',
+                 'mmcv ops under CPU autocast'):
+        assert '  active  ' in rows[name], rows[name]
+
+
+def test_shims_apply_once_and_only_where_the_defect_is(monkeypatch):
+    from mmdgconv.utils import compat
+    first = compat.apply_compat_shims()
+    launcher = __import__('mmengine.dist.utils',
+                          fromlist=['_init_dist_pytorch'])._init_dist_pytorch
+    finders = list(sys.meta_path)
+    assert compat.apply_compat_shims() == first  # idempotent
+    assert sys.meta_path == finders  # no second stand-in finder
+    assert __import__('mmengine.dist.utils', fromlist=['x'])\
+        ._init_dist_pytorch is launcher  # not wrapped twice
+    # Where torch.load accepts mmengine's objects, the loader is left as
+    # mmengine has it.
+    monkeypatch.setattr(compat, '_torch_load_refuses_mmengine_objects',
+                        lambda: False)
+    before = dict(CheckpointLoader._schemes)
+    assert compat.install_safe_checkpoint_loader() is False
+    assert CheckpointLoader._schemes == before
+    # With an accelerator, the CPU launcher needs no change.
+    monkeypatch.setattr(compat, '_has_accelerator', lambda: True)
+    assert compat.install_cpu_distributed_support() is False

@@ -35,6 +35,7 @@ Applied once by ``import mmdgconv``:
 """
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import os.path as osp
 import pickle
 import sys
@@ -42,7 +43,7 @@ from typing import List
 
 import torch
 
-from .checkpoint_integrity import DIGEST_KEY, digest_mismatch, foreign_format
+from ..checkpoint_integrity import DIGEST_KEY, digest_mismatch, foreign_format
 
 _DRN_PACKAGE = 'mmaction.models.localizers.drn'
 _DRN_MODULE = _DRN_PACKAGE + '.drn'
@@ -105,10 +106,22 @@ class _DRNStandInFinder(importlib.abc.MetaPathFinder):
             fullname, _DRNStandInLoader(), is_package=fullname == _DRN_PACKAGE)
 
 
-def install_mmaction_drn_standin() -> None:
+def _mmaction_lacks_drn() -> bool:
+    spec = importlib.util.find_spec('mmaction')
+    if spec is None or not spec.submodule_search_locations:
+        return False  # mmaction2 is not installed: nothing to repair
+    return not any(
+        osp.isdir(osp.join(p, 'models', 'localizers', 'drn'))
+        for p in spec.submodule_search_locations)
+
+
+def install_mmaction_drn_standin() -> bool:
     """Let ``import mmaction.models`` work on mmaction2 1.2.0 from PyPI."""
+    if not _mmaction_lacks_drn():
+        return False
     if not any(isinstance(f, _DRNStandInFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _DRNStandInFinder())
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -231,13 +244,33 @@ def _unpickler_reason(error: Exception) -> str:
     return ' '.join(text.split()) or type(error).__name__
 
 
-def install_safe_checkpoint_loader() -> None:
+def _torch_load_refuses_mmengine_objects() -> bool:
+    """Whether plain ``torch.load`` refuses what mmengine stores in a
+    checkpoint (a numpy scalar stands for them): torch >= 2.6's
+    weights-only default."""
+    import io
+
+    import numpy as np
+    buffer = io.BytesIO()
+    torch.save({'meta': np.float64(1.0)}, buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer)
+    except pickle.UnpicklingError:
+        return True
+    return False
+
+
+def install_safe_checkpoint_loader() -> bool:
     """Route mmengine's local-path checkpoint loading through
     :func:`load_checkpoint_safely` (used by ``load_from``, ``resume`` and
     ``init_cfg=dict(type='Pretrained')``)."""
     from mmengine.runner.checkpoint import CheckpointLoader
+    if not _torch_load_refuses_mmengine_objects():
+        return False
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_checkpoint_safely, force=True)
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -250,12 +283,18 @@ def _has_accelerator() -> bool:
             or is_npu_available() or is_musa_available())
 
 
-def install_cpu_distributed_support() -> None:
+def install_cpu_distributed_support() -> bool:
     """Let ``--launcher pytorch`` (torchrun) train on CPU through gloo."""
+    import inspect
+
     from mmengine.dist import utils as dist_utils
     from mmengine.model import MMDistributedDataParallel
 
     launch = dist_utils._init_dist_pytorch
+    if _has_accelerator() or (
+            not getattr(launch, '_mmdgconv_cpu', False)
+            and 'set_device' not in inspect.getsource(launch)):
+        return False  # a device to set, or a launcher that sets none
     if not getattr(launch, '_mmdgconv_cpu', False):
 
         def init_dist_pytorch(backend, init_backend='torch', **kwargs):
@@ -281,6 +320,7 @@ def install_cpu_distributed_support() -> None:
 
         ddp_init._mmdgconv_cpu = True
         MMDistributedDataParallel.__init__ = ddp_init
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -290,15 +330,19 @@ class VideoDecodeError(RuntimeError):
     """A video file exists but cannot be decoded."""
 
 
-def install_video_decode_errors() -> None:
+def install_video_decode_errors() -> bool:
     """Make ``DecordInit`` errors name the video file."""
+    import inspect
     try:
         from mmaction.datasets.transforms.loading import DecordInit
     except ImportError:  # mmaction2 is optional for mmdgconv's own use
-        return
+        return False
     transform = DecordInit.transform
     if getattr(transform, '_mmdgconv_names_file', False):
-        return
+        return True
+    # decord names no file when it decodes from an in-memory buffer
+    if 'BytesIO' not in inspect.getsource(DecordInit):
+        return False
 
     def transform_naming_the_file(self, results):
         try:
@@ -312,12 +356,13 @@ def install_video_decode_errors() -> None:
 
     transform_naming_the_file._mmdgconv_names_file = True
     DecordInit.transform = transform_naming_the_file
+    return True
 
 
 # ---------------------------------------------------------------------------
 # mmengine: mixed precision without an accelerator
 # ---------------------------------------------------------------------------
-def install_device_amp_optim_wrapper() -> None:
+def install_device_amp_optim_wrapper() -> bool:
     """Let ``type='AmpOptimWrapper'`` (and ``--amp``) train where mmengine's
     wrapper refuses to: on a machine without GPU, NPU, MLU or MUSA."""
     from mmengine.registry import OPTIM_WRAPPERS
@@ -325,10 +370,12 @@ def install_device_amp_optim_wrapper() -> None:
     from mmdgconv.engine.amp_optim_wrapper import (
         DeviceAmpOptimWrapper, mmengine_amp_needs_an_accelerator)
     if OPTIM_WRAPPERS.get('AmpOptimWrapper') is DeviceAmpOptimWrapper:
-        return
-    if mmengine_amp_needs_an_accelerator():
-        OPTIM_WRAPPERS.register_module(
-            name='AmpOptimWrapper', module=DeviceAmpOptimWrapper, force=True)
+        return True
+    if not mmengine_amp_needs_an_accelerator():
+        return False
+    OPTIM_WRAPPERS.register_module(
+        name='AmpOptimWrapper', module=DeviceAmpOptimWrapper, force=True)
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -347,7 +394,7 @@ def _cpu_kernel_rejects(op, *args) -> bool:
     return False
 
 
-def install_mmcv_low_precision_cpu_ops() -> None:
+def install_mmcv_low_precision_cpu_ops() -> bool:
     """Run mmcv's ``nms`` and ``roi_align`` in float32 for bfloat16 or
     float16 CPU inputs, which their CPU kernels refuse (mmcv 2.1.0: 'expected
     scalar type Float', '"ROIAlign_forward" not implemented for
@@ -356,11 +403,12 @@ def install_mmcv_low_precision_cpu_ops() -> None:
     try:
         import mmcv.ops  # noqa: F401
     except ImportError:  # mmcv without its compiled ops
-        return
+        return False
     nms_module = sys.modules['mmcv.ops.nms']
     roi_align_module = sys.modules['mmcv.ops.roi_align']
-    if getattr(nms_module.nms, '_mmdgconv_float32', False):
-        return
+    if getattr(nms_module.nms, '_mmdgconv_float32', False) or getattr(
+            roi_align_module.roi_align, '_mmdgconv_float32', False):
+        return True
     boxes = torch.tensor([[0., 0., 2., 2.], [0., 0., 2., 1.9]])
     scores = torch.tensor([0.9, 0.8])
     features = torch.rand(1, 1, 4, 4)
@@ -385,20 +433,24 @@ def install_mmcv_low_precision_cpu_ops() -> None:
         wrapped.__doc__, wrapped.__name__ = op.__doc__, op.__name__
         return wrapped
 
+    applied = False
     if _cpu_kernel_rejects(nms_module.nms, boxes, scores, 0.5):
         nms_module.nms = in_float32(nms_module.nms)  # batched_nms looks it up
         mmcv.ops.nms = nms_module.nms
+        applied = True
     if _cpu_kernel_rejects(lambda f, r: roi_align_module.roi_align(
             f, r, (2, 2), 1.0, 0, 'avg', True), features, rois):
         # RoIAlign's forward calls the module-level function.
         roi_align_module.roi_align = in_float32(roi_align_module.roi_align)
         mmcv.ops.roi_align = roi_align_module.roi_align
+        applied = True
+    return applied
 
 
 # ---------------------------------------------------------------------------
 # mmengine: optimiser parameter groups that torch.compile can trace
 # ---------------------------------------------------------------------------
-def install_plain_param_groups() -> None:
+def install_plain_param_groups() -> bool:
     """Give optimisers built by mmengine plain ``dict`` parameter groups.
 
     mmengine 0.10.7's ``DefaultOptimWrapperConstructor`` leaves them as
@@ -410,7 +462,24 @@ def install_plain_param_groups() -> None:
     from mmengine.optim import DefaultOptimWrapperConstructor
     build = DefaultOptimWrapperConstructor.__call__
     if getattr(build, '_mmdgconv_plain_groups', False):
-        return
+        return True
+    # A config's optim_wrapper arrives as ConfigDict; probe with one,
+    # quietly (the constructor logs its paramwise options).
+    from mmengine.config import ConfigDict
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')
+    try:
+        probe = DefaultOptimWrapperConstructor(
+            ConfigDict(type='OptimWrapper', optimizer=dict(
+                type='SGD', lr=0.1, weight_decay=1e-4)),
+            paramwise_cfg=ConfigDict(bias_decay_mult=0.0))(
+                torch.nn.Linear(1, 1))
+    finally:
+        logger.setLevel(level)
+    if all(type(group) is dict for group in probe.optimizer.param_groups):
+        return False
 
     def build_with_plain_groups(self, model):
         optim_wrapper = build(self, model)
@@ -422,9 +491,10 @@ def install_plain_param_groups() -> None:
 
     build_with_plain_groups._mmdgconv_plain_groups = True
     DefaultOptimWrapperConstructor.__call__ = build_with_plain_groups
+    return True
 
 
-def install_config_prefix() -> None:
+def install_config_prefix() -> bool:
     """Let mmengine resolve ``mmdgconv::path/to/config.py``.
 
     mmengine 0.10.7 resolves a ``package::`` config path only for the
@@ -433,16 +503,66 @@ def install_config_prefix() -> None:
     is added unless the installed mmengine has one.
     """
     from mmengine.config import utils as config_utils
-    config_utils.MODULE2PACKAGE.setdefault('mmdgconv', 'mmdgconv')
+    if 'mmdgconv' in config_utils.MODULE2PACKAGE:
+        # ours from an earlier call, or the installed mmengine's own entry
+        return _STATUS.get('config prefix', False)
+    config_utils.MODULE2PACKAGE['mmdgconv'] = 'mmdgconv'
+    return True
 
 
-def apply_compat_shims() -> None:
-    """Apply every shim; safe to call more than once."""
-    install_config_prefix()
-    install_mmaction_drn_standin()
-    install_safe_checkpoint_loader()
-    install_cpu_distributed_support()
-    install_video_decode_errors()
-    install_device_amp_optim_wrapper()
-    install_mmcv_low_precision_cpu_ops()
-    install_plain_param_groups()
+#: Every shim: its name, the component whose behaviour it repairs, the
+#: defect, and the function that applies it where the defect is found
+#: (returning whether it is active). README's "Stack shims" table lists
+#: the same.
+SHIMS = (
+    ('config prefix', 'mmengine',
+     "resolves 'package::' config paths only for packages in its table",
+     install_config_prefix),
+    ('mmaction2 drn', 'mmaction2',
+     "the PyPI package lacks models/localizers/drn, so 'import "
+     "mmaction.models' fails", install_mmaction_drn_standin),
+    ('safe checkpoint loading', 'torch / mmengine',
+     "torch.load's weights-only default refuses mmengine's checkpoint "
+     'objects', install_safe_checkpoint_loader),
+    ('CPU distributed', 'mmengine',
+     'its launcher sets a CUDA device and DDP gets device_ids on a '
+     'machine without an accelerator', install_cpu_distributed_support),
+    ('video decode errors', 'mmaction2',
+     "DecordInit decodes from a buffer, so decord's errors name no file",
+     install_video_decode_errors),
+    ('AMP without an accelerator', 'mmengine',
+     'AmpOptimWrapper refuses a machine without GPU, NPU, MLU or MUSA',
+     install_device_amp_optim_wrapper),
+    ('mmcv ops under CPU autocast', 'mmcv',
+     'CPU nms and roi_align refuse bfloat16 / float16 inputs',
+     install_mmcv_low_precision_cpu_ops),
+    ('plain parameter groups', 'mmengine',
+     'paramwise_cfg leaves ConfigDict parameter groups, on which dynamo '
+     'fails', install_plain_param_groups),
+)
+
+#: Shim name -> whether it is active, filled by :func:`apply_compat_shims`.
+_STATUS = {}
+
+
+def apply_compat_shims() -> dict:
+    """Apply every shim whose defect the installed stack has; idempotent.
+
+    Returns:
+        dict: Shim name to whether it is active.
+    """
+    for name, _, _, install in SHIMS:
+        _STATUS[name] = bool(install())
+    return dict(_STATUS)
+
+
+def shim_report() -> str:
+    """A table of the shims: active or not needed, and why."""
+    status = _STATUS or apply_compat_shims()
+    rows = [('shim', 'component', 'status', 'defect repaired')]
+    for name, component, defect, _ in SHIMS:
+        rows.append((name, component,
+                     'active' if status.get(name) else 'not needed', defect))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return '\n'.join('  '.join(cell.ljust(width) for cell, width in zip(
+        row[:3], widths)) + '  ' + row[3] for row in rows)
