@@ -12,7 +12,7 @@ from mmdet.models.layers import ResLayer
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmdgconv.models.layers import DGConv2d
+from mmdgconv.models.layers import DGConv2d, enable_early_block_gather
 from mmdgconv.registry import MODELS
 from .backbone_mixin import BackboneMixin
 from .bottleneck import Bottleneck
@@ -234,6 +234,9 @@ class GResNeXt(BackboneMixin, ResNeXt):
             for layer in self.dgconv_layers():
                 if layer.has_gates:  # deployed layers have none
                     layer.gate.requires_grad_(False)
+        # The dense weight gradients after the memory peak (see
+        # enable_early_block_gather).
+        enable_early_block_gather(self)
 
     @staticmethod
     def _check_deploy_form(deploy, deploy_groups, deploy_permuted
@@ -302,23 +305,6 @@ class GResNeXt(BackboneMixin, ResNeXt):
             with_dgconv=self.stage_with_dgconv[stage],
             deploy_form=self._deploy_form,
             **kwargs)
-
-    def forward(self, x):
-        # Gathering every DGConv's weight blocks before the stem defers
-        # their dense weight gradients to the end of the backward, past the
-        # memory peak (see DGConv2d.gather_blocks_early).
-        # Nothing to defer in inference; under torch.compile each DGConv is
-        # one custom op that gathers its own blocks.
-        if not torch.is_grad_enabled() or torch.compiler.is_compiling():
-            return super().forward(x)
-        layers = self.dgconv_layers()
-        for layer in layers:
-            layer.gather_blocks_early()
-        try:
-            return super().forward(x)
-        finally:  # a layer this forward did not reach keeps no blocks
-            for layer in layers:
-                layer.drop_early_blocks()
 
     def switch_to_deploy(self) -> None:
         """Turn every block's DGConv into a static conv of its learned

@@ -239,3 +239,48 @@ def test_no_blocks_outlive_the_forward():
     assert not any('_early_blocks' in layer.__dict__
                    for layer in model.dgconv_layers())
     copy.deepcopy(model)
+
+
+def test_any_model_opts_into_early_gathering():
+    """A stock mmdet ResNeXt with conv_cfg=DGConv, opted in with
+    enable_early_block_gather (once, however often it is called): its dense
+    DGConv weight gradients also come last, and a deep copy gathers its
+    own layers' blocks, not the original's."""
+    from mmdet.models.backbones import ResNeXt
+
+    from mmdgconv.models.layers import enable_early_block_gather
+    torch.manual_seed(0)
+    model = ResNeXt(depth=50, groups=4, base_width=4, base_channels=16,
+                    conv_cfg=dict(type='DGConv'))
+    model.train()
+    layers = [m for m in model.modules()
+              if isinstance(m, DGConv2d) and m.has_gates]
+    for layer in layers:
+        with torch.no_grad():
+            layer.gate[0] = -1.
+    enable_early_block_gather(enable_early_block_gather(model))
+    assert len(model._forward_pre_hooks) == len(model._forward_hooks) == 1
+    gathered = []
+    real = DGConv2d.gather_blocks_early
+
+    def recording(self):
+        gathered.append(self)
+        real(self)
+
+    weights = {id(layer.weight) for layer in layers}
+    order = []
+    for param in model.parameters():
+        param.register_post_accumulate_grad_hook(
+            lambda p: order.append(id(p) in weights))
+    DGConv2d.gather_blocks_early = recording
+    try:
+        sum(o.sum() for o in model(torch.rand(2, 3, 32, 32))).backward()
+        twin = copy.deepcopy(model)
+        gathered.clear()
+        twin(torch.rand(1, 3, 32, 32))
+    finally:
+        DGConv2d.gather_blocks_early = real
+    first = order.index(True)
+    assert all(order[first:]) and first == len(order) - len(weights)
+    twin_layers = {id(m) for m in twin.modules() if isinstance(m, DGConv2d)}
+    assert gathered and all(id(layer) in twin_layers for layer in gathered)
