@@ -379,14 +379,14 @@ class DGConv2d(nn.Conv2d):
     def gather_blocks_early(self) -> None:
         """Gather U's weight blocks for this layer's next forward now.
 
-        Called at the start of a model's forward (:class:`GResNeXt` does
-        it for its layers), this puts the node that allocates the dense
-        weight gradient ahead of the whole model in the autograd graph.
-        Autograd runs ready nodes latest-created first, so the dense
-        gradient is then allocated at the end of the backward, after the
-        activations are freed, rather than at the memory peak (G-ResNeXt-50,
-        batch 8: 95 MiB less peak memory). Does nothing without grad mode,
-        in the dense path, or when the weight is frozen.
+        Called at the start of a model's forward (see
+        :func:`~mmdgconv.models.layers.enable_early_block_gather`), this
+        puts the node that allocates the dense weight gradient ahead of the
+        whole model in the autograd graph. Autograd runs ready nodes
+        latest-created first, so the dense gradient is then allocated at the
+        end of the backward, after the activations are freed, rather than at
+        the memory peak (README's G-ResNeXt benchmark). Does nothing without
+        grad mode, in the dense path, or when the weight is frozen.
         """
         if not (torch.is_grad_enabled() and self.has_gates and not self.deploy
                 and self.weight.requires_grad) or (

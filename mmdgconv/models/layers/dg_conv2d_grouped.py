@@ -48,8 +48,8 @@ def gather_kernels(weight: Tensor, index: Tensor) -> Tensor:
     """The kernels at ``index`` (see :func:`_flat_index`), as
     (C_out, n, k_h, k_w).
 
-    One ``index_select`` over whole kernels is about 4x faster than advanced
-    indexing with broadcast row and column indices.
+    One ``index_select`` over whole kernels beats advanced indexing with
+    broadcast row and column indices, which gathers element by element.
     """
     out_channels, _, k_h, k_w = weight.shape
     return weight.reshape(-1, k_h * k_w).index_select(0, index).view(
@@ -325,9 +325,8 @@ class GroupedDGConvFunction(torch.autograd.Function):
         out = F.conv2d(x_permuted, blocks, permuted_bias, conv['stride'],
                        conv['padding'], conv['dilation'], layout.groups)
         # The input itself is saved, as any conv saves it, not the permuted
-        # copy: the copy would live until the backward (105 MiB in
-        # G-ResNeXt-50 at its random init), and permuting again there costs
-        # no measurable time.
+        # copy: the copy would live until the backward, and permuting again
+        # there costs no measurable time (README, G-ResNeXt benchmark).
         ctx.save_for_backward(x, weight.detach(), blocks)
         ctx.layout, ctx.conv = layout, conv
         ctx.has_bias = bias is not None
