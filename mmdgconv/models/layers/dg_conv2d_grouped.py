@@ -28,7 +28,8 @@ Paper: Zhang et al., "Differentiable Learning-to-Group Channels via Groupable
 Convolutional Neural Networks", ICCV 2019. https://arxiv.org/abs/1908.05867
 """
 import math
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,47 @@ def _index_bits(channels: int, num_gates: int, gate: int) -> Tensor:
     """Bit ``gate`` (0 = most significant) of ``c mod 2^K`` per channel."""
     index = torch.arange(channels) % 2**num_gates
     return (index >> (num_gates - 1 - gate)) % 2
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Stride, padding and dilation of a 2-D conv, two ints each."""
+
+    stride: Tuple[int, int]
+    padding: Tuple[int, int]
+    dilation: Tuple[int, int]
+
+    @classmethod
+    def of(cls, stride, padding, dilation) -> 'ConvGeometry':
+        return cls(tuple(stride), tuple(padding), tuple(dilation))
+
+    def as_lists(self) -> Tuple[List[int], List[int], List[int]]:
+        """As ``aten.convolution_backward`` takes them."""
+        return list(self.stride), list(self.padding), list(self.dilation)
+
+
+@dataclass(frozen=True)
+class MergedPass:
+    """One merged weight-gradient pass (see ``GroupLayout._merged_passes``).
+
+    Attributes:
+        out_local (Tensor, optional): Output channel order (of the permuted
+            output) that puts the merged sub-groups side by side; None for
+            the first pass, which uses the current order.
+        in_local (Tensor, optional): The same for the input channels.
+        groups (int): Merged groups of the pass's conv.
+        sub_groups (int): Original groups per merged group, ``2^m``.
+        index (Tensor): Flat kernel indices gathering the merged weight.
+        pair_masks (dict[int, Tensor]): Split gate index to the (2^m, 2^m)
+            mask of sub-group pairs that differ in that gate's bit.
+    """
+
+    out_local: Optional[Tensor]
+    in_local: Optional[Tensor]
+    groups: int
+    sub_groups: int
+    index: Tensor
+    pair_masks: Dict[int, Tensor]
 
 
 class GroupLayout:
@@ -188,7 +230,7 @@ class GroupLayout:
             row_group = torch.arange(self.out_channels) // (
                 self.out_channels // merged)
             first = start == 0  # the current order already
-            passes.append(dict(
+            passes.append(MergedPass(
                 out_local=None if first else out_local.to(**to),
                 in_local=None if first else in_local.to(**to),
                 groups=merged,
@@ -267,11 +309,6 @@ class GroupLayout:
             n, channels, h, w)
 
 
-def _conv_params(conv):
-    return (list(conv['stride']), list(conv['padding']),
-            list(conv['dilation']))
-
-
 class _GatherDiagonalBlocks(torch.autograd.Function):
     """U's diagonal blocks of the dense weight; the backward scatters their
     gradient into a dense one (zero outside the blocks, paper eq. 5).
@@ -316,14 +353,14 @@ class GroupedDGConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, blocks: Tensor, weight: Tensor,
                 gate: Tensor, bias: Optional[Tensor], layout: GroupLayout,
-                conv: dict) -> Tensor:
+                conv: ConvGeometry) -> Tensor:
         x_permuted = layout.permute_input(x)
         permuted_bias = None
         if bias is not None:
             permuted_bias = bias if layout.identity else bias.index_select(
                 0, layout.out_order)
-        out = F.conv2d(x_permuted, blocks, permuted_bias, conv['stride'],
-                       conv['padding'], conv['dilation'], layout.groups)
+        out = F.conv2d(x_permuted, blocks, permuted_bias, conv.stride,
+                       conv.padding, conv.dilation, layout.groups)
         # The input itself is saved, as any conv saves it, not the permuted
         # copy: the copy would live until the backward, and permuting again
         # there costs no measurable time (README, G-ResNeXt benchmark).
@@ -341,105 +378,145 @@ class GroupedDGConvFunction(torch.autograd.Function):
         # Only the weight and gate gradients read the input's values.
         x_permuted = layout.permute_input(x) if (need_blocks
                                                  or need_gate) else x
-        stride, padding, dilation = _conv_params(conv)
         grad_permuted = layout.permute_output(grad_out.contiguous())
-        grad_x = grad_blocks = grad_gate = grad_bias = None
-
         # Merged passes only pay off when the gate gradients are wanted
         # (frozen gates, e.g. freeze_groups, need the weight gradient only).
-        merged_passes = layout.passes if need_gate else []
-        grouped_wgrad = (need_blocks or need_gate) and not merged_passes
-        phase_split = need_x and prefers_phase_split(
-            blocks.shape, x.shape, stride, padding, dilation, x.device)
-        grad_x_permuted, grad_blocks, _ = torch.ops.aten.convolution_backward(
-            grad_permuted, x_permuted, blocks, None, stride, padding,
-            dilation, False, [0, 0], layout.groups,
-            [need_x and not phase_split, grouped_wgrad, False])
-        if phase_split:
-            grad_x_permuted = phase_split_input_grad(grad_permuted, blocks,
-                                                     layout.groups)
+        passes = layout.passes if need_gate else []
+        grad_x_permuted, grad_blocks = _grouped_gradients(
+            grad_permuted, x_permuted, blocks, layout, conv, need_x,
+            need_weight=(need_blocks or need_gate) and not passes)
         split_grads = {}
-        for plan in merged_passes:
-            grad_merged, sums = _merged_weight_gradient(
-                plan, grad_permuted, x_permuted, weight, layout, stride,
-                padding, dilation)
-            if plan['out_local'] is None:
-                grad_blocks = _diagonal_of_merged(grad_merged, plan, layout)
-            for split_index, mask in plan['pair_masks'].items():
-                split_grads[split_index] = sums[:, mask].sum()
-        if need_x:
-            grad_x = layout.unpermute_input(grad_x_permuted)
+        for merged_pass in passes:
+            pass_blocks, pass_split_grads = _merged_pass_gradients(
+                merged_pass, grad_permuted, x_permuted, weight, layout, conv)
+            if pass_blocks is not None:
+                grad_blocks = pass_blocks
+            split_grads.update(pass_split_grads)
+
+        grad_x = layout.unpermute_input(grad_x_permuted) if need_x else None
+        grad_gate = None
         if need_gate:
             grad_gate = weight.new_zeros(ctx.gate_shape, dtype=torch.float32)
             if layout.merged:
-                # dL/dU inside the blocks (eq. 7), summed where bit k differs.
-                dl_du = (blocks.float() * grad_blocks.float()).sum((2, 3))
-                dl_du = dl_du.reshape(layout.groups, layout.out_per_group,
-                                      layout.in_per_group)
-                grad_gate[layout.merged] = torch.einsum(
-                    'mgoi,goi->m', layout.merged_masks.to(dl_du.dtype),
-                    dl_du)
-            # Pairing each group with its partner swaps the groups of either
-            # side: swap the smaller one (the output in a strided layer).
-            swap_output = grad_permuted.numel() < x_permuted.numel()
+                grad_gate[layout.merged] = _merged_gate_gradients(
+                    blocks, grad_blocks, layout)
             for index, gate in enumerate(layout.split):
-                if index in split_grads:
-                    grad_gate[gate] = split_grads[index]
-                    continue
-                if swap_output:
-                    grad_in, x_in = layout.swap_groups(grad_permuted,
-                                                       index), x_permuted
-                else:
-                    grad_in, x_in = grad_permuted, layout.swap_groups(
-                        x_permuted, index)
-                partner_blocks = layout.partner_blocks(
-                    weight, index, by_input=swap_output).to(blocks.dtype)
-                _, grad_partner, _ = torch.ops.aten.convolution_backward(
-                    grad_in, x_in, partner_blocks, None, stride, padding,
-                    dilation, False, [0, 0], layout.groups,
-                    [False, True, False])
-                grad_gate[gate] = (partner_blocks.float() *
-                                   grad_partner.float()).sum()
+                grad_gate[gate] = split_grads[index] if (
+                    index in split_grads) else _split_gate_gradient(
+                        index, grad_permuted, x_permuted, weight, blocks,
+                        layout, conv)
             grad_gate = grad_gate.to(ctx.gate_dtype)
-        if not need_blocks:
-            grad_blocks = None
-        if need_bias and ctx.has_bias:
-            grad_bias = grad_out.sum((0, 2, 3))
-        return grad_x, grad_blocks, None, grad_gate, grad_bias, None, None
+        grad_bias = grad_out.sum((0, 2, 3)) if (
+            need_bias and ctx.has_bias) else None
+        return (grad_x, grad_blocks if need_blocks else None, None,
+                grad_gate, grad_bias, None, None)
 
 
-def _merged_weight_gradient(plan: dict, grad_permuted: Tensor,
+def _grouped_gradients(grad_permuted: Tensor, x_permuted: Tensor,
+                       blocks: Tensor, layout: GroupLayout,
+                       conv: ConvGeometry, need_x: bool, need_weight: bool
+                       ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """The input gradient (native, or split by output phase where that is
+    faster, see :mod:`.phase_split_grad`) and the diagonal blocks' weight
+    gradient, from the grouped conv, in the permuted channel order."""
+    stride, padding, dilation = conv.as_lists()
+    phase_split = need_x and prefers_phase_split(
+        blocks.shape, x_permuted.shape, stride, padding, dilation,
+        x_permuted.device)
+    grad_x, grad_blocks, _ = torch.ops.aten.convolution_backward(
+        grad_permuted, x_permuted, blocks, None, stride, padding, dilation,
+        False, [0, 0], layout.groups,
+        [need_x and not phase_split, need_weight, False])
+    if phase_split:
+        grad_x = phase_split_input_grad(grad_permuted, blocks, layout.groups)
+    return grad_x, grad_blocks
+
+
+def _merged_pass_gradients(merged_pass: MergedPass, grad_permuted: Tensor,
+                           x_permuted: Tensor, weight: Tensor,
+                           layout: GroupLayout, conv: ConvGeometry
+                           ) -> Tuple[Optional[Tensor], Dict[int, Tensor]]:
+    """One merged pass: the gradients of the split gates it covers, and
+    (the first pass, in the current order) the diagonal blocks' weight
+    gradient, else None."""
+    grad_merged, sums = _merged_weight_gradient(
+        merged_pass, grad_permuted, x_permuted, weight, layout, conv)
+    grad_blocks = _diagonal_of_merged(
+        grad_merged, merged_pass, layout) if (
+            merged_pass.out_local is None) else None
+    return grad_blocks, {
+        index: sums[:, mask].sum()
+        for index, mask in merged_pass.pair_masks.items()
+    }
+
+
+def _merged_gate_gradients(blocks: Tensor, grad_blocks: Tensor,
+                           layout: GroupLayout) -> Tensor:
+    """The merged gates' gradients from the diagonal blocks alone: dL/dU
+    inside the blocks (the DGConv paper, eq. 7), summed where the gate's bit
+    differs."""
+    dl_du = (blocks.float() * grad_blocks.float()).sum((2, 3))
+    dl_du = dl_du.reshape(layout.groups, layout.out_per_group,
+                          layout.in_per_group)
+    return torch.einsum('mgoi,goi->m', layout.merged_masks.to(dl_du.dtype),
+                        dl_du)
+
+
+def _split_gate_gradient(index: int, grad_permuted: Tensor,
+                         x_permuted: Tensor, weight: Tensor, blocks: Tensor,
+                         layout: GroupLayout, conv: ConvGeometry) -> Tensor:
+    """A split gate's gradient by a partner pass: each group against the
+    group its bit pairs it with (the off-diagonal blocks U leaves out)."""
+    # Pairing each group with its partner swaps the groups of either side:
+    # swap the smaller one (the output in a strided layer).
+    swap_output = grad_permuted.numel() < x_permuted.numel()
+    if swap_output:
+        grad_in, x_in = layout.swap_groups(grad_permuted, index), x_permuted
+    else:
+        grad_in, x_in = grad_permuted, layout.swap_groups(x_permuted, index)
+    partner_blocks = layout.partner_blocks(
+        weight, index, by_input=swap_output).to(blocks.dtype)
+    stride, padding, dilation = conv.as_lists()
+    _, grad_partner, _ = torch.ops.aten.convolution_backward(
+        grad_in, x_in, partner_blocks, None, stride, padding, dilation,
+        False, [0, 0], layout.groups, [False, True, False])
+    return (partner_blocks.float() * grad_partner.float()).sum()
+
+
+def _merged_weight_gradient(merged_pass: MergedPass, grad_permuted: Tensor,
                             x_permuted: Tensor, weight: Tensor,
-                            layout: GroupLayout, stride, padding, dilation):
-    """One merged pass: the weight gradient over ``plan['groups']`` merged
-    groups, and dL/dU summed per pair of sub-groups.
+                            layout: GroupLayout, conv: ConvGeometry):
+    """One merged pass: the weight gradient over ``merged_pass.groups``
+    merged groups, and dL/dU summed per pair of sub-groups.
 
     Returns:
         tuple[Tensor, Tensor]: The merged weight gradient (C_out,
         C_in * 2^m / G, k, k) and the block sums (G', 2^m, 2^m), indexed by
         (merged group, output sub-group, input sub-group).
     """
-    if plan['out_local'] is not None:
-        grad_permuted = grad_permuted.index_select(1, plan['out_local'])
-        x_permuted = x_permuted.index_select(1, plan['in_local'])
-    merged_weight = gather_kernels(weight, plan['index']).to(x_permuted.dtype)
+    if merged_pass.out_local is not None:
+        grad_permuted = grad_permuted.index_select(1, merged_pass.out_local)
+        x_permuted = x_permuted.index_select(1, merged_pass.in_local)
+    merged_weight = gather_kernels(weight, merged_pass.index).to(
+        x_permuted.dtype)
+    stride, padding, dilation = conv.as_lists()
     _, grad_merged, _ = torch.ops.aten.convolution_backward(
         grad_permuted, x_permuted, merged_weight, None, stride, padding,
-        dilation, False, [0, 0], plan['groups'], [False, True, False])
-    size = plan['sub_groups']
+        dilation, False, [0, 0], merged_pass.groups, [False, True, False])
+    size = merged_pass.sub_groups
     sums = (merged_weight.float() * grad_merged.float()).sum((2, 3))
-    sums = sums.reshape(plan['groups'], size, layout.out_per_group, size,
+    sums = sums.reshape(merged_pass.groups, size, layout.out_per_group, size,
                         layout.in_per_group).sum((2, 4))
     return grad_merged, sums
 
 
-def _diagonal_of_merged(grad_merged: Tensor, plan: dict,
+def _diagonal_of_merged(grad_merged: Tensor, merged_pass: MergedPass,
                         layout: GroupLayout) -> Tensor:
     """The diagonal blocks (each group with itself) of the first pass's
     merged weight gradient, laid out like ``diagonal_blocks``."""
-    size = plan['sub_groups']
+    size = merged_pass.sub_groups
     k_h, k_w = grad_merged.shape[2:]
-    blocks = grad_merged.reshape(plan['groups'], size, layout.out_per_group,
+    blocks = grad_merged.reshape(merged_pass.groups, size, layout.out_per_group,
                                  size, layout.in_per_group, k_h, k_w)
     diagonal = blocks.diagonal(dim1=1, dim2=3)  # (G', o, i, kh, kw, size)
     return diagonal.permute(0, 5, 1, 2, 3, 4).reshape(
@@ -470,13 +547,12 @@ def grouped_dgconv(x: Tensor, weight: Tensor, gate: Tensor,
     """
     if blocks is None:
         blocks = gather_diagonal_blocks(weight, layout)
-    conv = dict(stride=tuple(stride), padding=tuple(padding),
-                dilation=tuple(dilation))
+    conv = ConvGeometry.of(stride, padding, dilation)
     return GroupedDGConvFunction.apply(x, blocks.to(x.dtype), weight, gate,
                                        bias, layout, conv)
 
 
 __all__: List[str] = [
-    'GroupLayout', 'GroupedDGConvFunction', 'gather_diagonal_blocks',
-    'grouped_dgconv'
+    'ConvGeometry', 'GroupLayout', 'GroupedDGConvFunction', 'MergedPass',
+    'gather_diagonal_blocks', 'grouped_dgconv'
 ]

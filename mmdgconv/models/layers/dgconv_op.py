@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .dg_conv2d_grouped import GroupedDGConvFunction, GroupLayout
+from .dg_conv2d_grouped import ConvGeometry, GroupedDGConvFunction, GroupLayout
 
 #: Layouts by (gate pattern, channels, device); a few per layer suffice.
 _LAYOUTS: 'OrderedDict[tuple, GroupLayout]' = OrderedDict()
@@ -38,11 +38,6 @@ def layout_of(gate: Tensor, in_channels: int,
     else:
         _LAYOUTS.move_to_end(key)
     return layout
-
-
-def _conv(stride, padding, dilation) -> dict:
-    return dict(stride=tuple(stride), padding=tuple(padding),
-                dilation=tuple(dilation))
 
 
 @torch.library.custom_op('mmdgconv::dgconv2d', mutates_args=())
@@ -66,7 +61,7 @@ def dgconv2d(x: Tensor, weight: Tensor, gate: Tensor, bias: Optional[Tensor],
     ctx = SimpleNamespace(save_for_backward=lambda *tensors: None)
     return GroupedDGConvFunction.forward(
         ctx, x, blocks, weight, gate, bias, layout,
-        _conv(stride, padding, dilation)).contiguous()
+        ConvGeometry.of(stride, padding, dilation)).contiguous()
 
 
 @dgconv2d.register_fake
@@ -89,7 +84,7 @@ def dgconv2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor,
     need_x, need_weight, need_gate, need_bias = output_mask
     ctx = SimpleNamespace(
         saved_tensors=(x, weight.detach(), blocks), layout=layout,
-        conv=_conv(stride, padding, dilation), has_bias=has_bias,
+        conv=ConvGeometry.of(stride, padding, dilation), has_bias=has_bias,
         needs_input_grad=(need_x, need_weight, False, need_gate,
                           need_bias and has_bias),
         gate_shape=gate.shape, gate_dtype=gate.dtype)

@@ -102,9 +102,9 @@ def test_gate_gradients_from_merged_groups(monkeypatch, narrow, bits,
     num_split = gates.count(-1.)
     assert bool(passes) == (narrow > 0)
     if passes:
-        covered = sorted(i for p in passes for i in p['pair_masks'])
+        covered = sorted(i for p in passes for i in p.pair_masks)
         assert covered == list(range(num_split))
-        assert passes[0]['out_local'] is None  # the first needs no reorder
+        assert passes[0].out_local is None  # the first needs no reorder
     _assert_same(dense, grouped, torch.randn(2, in_channels, 7, 7))
 
 
@@ -206,7 +206,7 @@ def test_merged_pass_width(gates, widths):
     """The narrower the groups, the more split bits each pass merges."""
     torch.manual_seed(10)
     dense, grouped = _pair(64, 64, gates, kernel_size=3, padding=1)
-    assert [p['sub_groups'] for p in grouped.group_layout().passes] == widths
+    assert [p.sub_groups for p in grouped.group_layout().passes] == widths
     _assert_same(dense, grouped, torch.randn(2, 64, 6, 6))
 
 
