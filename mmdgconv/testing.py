@@ -239,3 +239,25 @@ def shrink_classification_config(cfg: Config,
     cfg.model.head.num_classes = len(data['classes'])
     _short_run(cfg, max_iters, None)
     return cfg
+
+
+def randomise_norms(model, seed: int = 0):
+    """Move every BatchNorm's running statistics and affine away from their
+    initial values (as training would), so that a check of a converted or
+    exported model covers them; returns ``model`` in eval mode."""
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                shape = module.running_mean.shape
+                module.running_mean.copy_(
+                    0.1 * torch.randn(shape, generator=generator))
+                module.running_var.copy_(
+                    0.5 + torch.rand(shape, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(shape,
+                                                     generator=generator))
+                module.bias.copy_(0.1 * torch.randn(shape,
+                                                    generator=generator))
+    return model.eval()

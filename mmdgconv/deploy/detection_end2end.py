@@ -342,3 +342,48 @@ def predict_detections(model: nn.Module,
     instances = result.pred_instances
     dets = torch.cat((instances.bboxes, instances.scores[:, None]), 1)
     return dets[None], instances.labels[None]
+
+
+def match_detections(actual: Tuple, expected: Tuple,
+                     rtol: float = 1e-4) -> float:
+    """Check that two sets of detections of one image agree: the same
+    number, and each detection of ``expected`` paired one to one with one
+    of ``actual`` of the same label whose box and score are within ``rtol``
+    (relative to the largest coordinate). Pairing by value rather than
+    position: detections whose scores differ in the last bits may come in
+    either order.
+
+    Args:
+        actual, expected (tuple): ``dets`` (1, K, 5) and ``labels`` (1, K),
+            as arrays or tensors.
+
+    Returns:
+        float: The largest relative difference of a paired detection.
+
+    Raises:
+        ConversionError: A different number of detections, or one without a
+            partner.
+    """
+    dets, labels = (torch.as_tensor(t)[0] for t in actual)
+    ref_dets, ref_labels = (torch.as_tensor(t)[0] for t in expected)
+    if len(dets) != len(ref_dets):
+        raise ConversionError(f'{len(dets)} detections, expected '
+                              f'{len(ref_dets)}')
+    if len(dets) == 0:
+        return 0.0
+    scale = max(float(ref_dets[:, :4].abs().max()), 1.0)
+    free = torch.ones(len(dets), dtype=torch.bool)
+    worst = 0.0
+    for det, label in zip(ref_dets, ref_labels):
+        error = torch.maximum(
+            (dets[:, :4] - det[:4]).abs().amax(1) / scale,
+            (dets[:, 4] - det[4]).abs())
+        error[~free | (labels != label)] = float('inf')
+        best = int(error.argmin())
+        if float(error[best]) > rtol:
+            raise ConversionError(
+                f'no detection matches {det.tolist()} (label {int(label)}) '
+                f'within {rtol:.0e}')
+        free[best] = False
+        worst = max(worst, float(error[best]))
+    return worst

@@ -177,11 +177,11 @@ def export_onnx(model: nn.Module, out_path: str, shape: Sequence[int],
 
 
 def verify_onnx(onnx_path: str, graph: nn.Module, inputs: torch.Tensor,
-                rtol: float = 1e-4,
-                expected: Optional[Sequence[torch.Tensor]] = None) -> float:
+                rtol: float = 1e-4) -> float:
     """Run the file in onnxruntime on ``inputs`` and compare every output
-    with PyTorch's: ``expected``, or else ``graph(inputs)``. Integer
-    outputs (labels) must be equal.
+    with PyTorch's ``graph(inputs)``; integer outputs must be equal. (An
+    end-to-end detector's detections are compared with
+    :func:`~mmdgconv.deploy.detection_end2end.match_detections`.)
 
     Returns:
         float: The largest relative difference, ``max |ort - torch|`` over
@@ -194,10 +194,8 @@ def verify_onnx(onnx_path: str, graph: nn.Module, inputs: torch.Tensor,
     import onnxruntime
     session = onnxruntime.InferenceSession(
         onnx_path, providers=['CPUExecutionProvider'])
-    if expected is None:
-        with torch.no_grad():
-            expected = graph(inputs)
-    expected = [t.numpy() for t in expected]
+    with torch.no_grad():
+        expected = [t.numpy() for t in graph(inputs)]
     actual = session.run(None, {'input': inputs.numpy()})
     if len(actual) != len(expected):
         raise ConversionError(

@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmdgconv.deploy import build_model
 from mmdgconv.deploy.onnx_export import (TrainingFormError, export_onnx,
                                          verify_onnx)
+from mmdgconv.testing import randomise_norms
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 NARROW_NECK = dict(neck=dict(in_channels=[64, 128, 256, 512]))
@@ -49,15 +50,7 @@ def _config(name):
 def _randomised(model):
     """Norm statistics and affines away from their initial values, so the
     export is checked on a model that has 'trained'."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0, 0.1)
-    return model.eval()
+    return randomise_norms(model)
 
 
 @pytest.mark.parametrize('name', sorted(CASES))
