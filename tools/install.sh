@@ -56,7 +56,7 @@ MMCV_CACHE="${MMDGCONV_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mmdgconv}/mmcv
 mmcv_ok() { "$PY" -c 'import mmcv, mmcv.ops; from mmcv.ops import nms, RoIAlign' >/dev/null 2>&1 \
             && have_version mmcv "$MMCV_VERSION"; }
 build_mmcv_wheel() {
-  local tmp; tmp="$(mktemp -d)"
+  local tmp start=$SECONDS; tmp="$(mktemp -d)"
   log "building mmcv==$MMCV_VERSION with ops (about 9 minutes on 2 cores)"
   "${PIP[@]}" "setuptools<70" wheel ninja "mmengine==$MMENGINE_VERSION"
   "$PY" -m pip download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp" -q
@@ -69,6 +69,7 @@ build_mmcv_wheel() {
   # half-written wheel in the cache.
   mv "$tmp"/dist/mmcv-*.whl "$MMCV_CACHE/"
   rm -rf "$tmp"
+  log "built mmcv in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"
 }
 install_cached_mmcv() {
   log "installing mmcv from $MMCV_CACHE"
