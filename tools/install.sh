@@ -57,7 +57,7 @@ mmcv_ok() { "$PY" -c 'import mmcv, mmcv.ops; from mmcv.ops import nms, RoIAlign'
             && have_version mmcv "$MMCV_VERSION"; }
 build_mmcv_wheel() {
   local tmp start=$SECONDS; tmp="$(mktemp -d)"
-  log "building mmcv==$MMCV_VERSION with ops (about 9 minutes on 2 cores)"
+  log "building mmcv==$MMCV_VERSION with ops (15-16 minutes on 2 cores)"
   "${PIP[@]}" "setuptools<70" wheel ninja "mmengine==$MMENGINE_VERSION"
   "$PY" -m pip download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp" -q
   tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"

@@ -85,7 +85,9 @@ def test_matching_detections_pairs_by_value_and_finds_differences():
             match_detections(changed, (dets, labels))
 
 
-@pytest.mark.parametrize('name', sorted(DETECTORS))
+# (Faster R-CNN runs end to end through the tools below, with a G-ResNeXt.)
+@pytest.mark.parametrize('name', ['Mask R-CNN, deployed ResNet-50-CoC',
+                                  'RetinaNet, deployed ResNet-50-CoC'])
 def test_onnxruntime_gives_the_detections_of_predict(name, tmp_path):
     model = _trained_like(build_model(_config(name)))
     out = str(tmp_path / 'detector.onnx')
