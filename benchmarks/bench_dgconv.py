@@ -26,7 +26,8 @@ machine affects every model alike:
 for mmdet's static ResNeXt-50 32x4d (the baseline); mmdgconv's G-ResNeXt-50
 with the gates at 32 contiguous groups (the baseline's grouping) and at the
 default random initialisation; and, when ``--reference`` points at the
-DGConv authors' reference ``g_resnext.py``/``dgconv.py``, the reference at 32 groups.
+DGConv authors' reference ``g_resnext.py``/``dgconv.py``, the reference at
+32 groups.
 Every model ends in global pooling and a 1000-way linear classifier. Prints
 medians and ratios to the baseline; ``--update-readme`` also writes them into
 README.md between the ``benchmark:dgconv`` markers.

@@ -1,10 +1,10 @@
 """Import checkpoints of the DGConv reference implementation.
 
-The reference ``G_ResNet`` (the DGConv authors' code, d-li14/dgconv.pytorch) stores a
-torchvision-style ResNet whose 3x3 convs are ``DGConv2d`` modules holding
-``gate``, ``conv.weight`` and two constant buffers ``D``/``I``. Its layout
-(stride in the 3x3 conv, 1x1 downsample + BN) is mmdet's 'pytorch' style, so
-the import renames keys only.
+The reference ``G_ResNet`` (the DGConv authors' code,
+d-li14/dgconv.pytorch) stores a torchvision-style ResNet whose 3x3 convs are
+``DGConv2d`` modules holding ``gate``, ``conv.weight`` and two constant
+buffers ``D``/``I``. Its layout (stride in the 3x3 conv, 1x1 downsample +
+BN) is mmdet's 'pytorch' style, so the import renames keys only.
 """
 from typing import Dict, Tuple
 

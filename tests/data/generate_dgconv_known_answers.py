@@ -1,4 +1,5 @@
-"""Regenerate ``dgconv_known_answers.pt`` from the DGConv authors' reference DGConv (d-li14/dgconv.pytorch).
+"""Regenerate ``dgconv_known_answers.pt`` from the DGConv authors' reference
+DGConv (d-li14/dgconv.pytorch).
 
 The tests never import the reference; they compare against the answers this
 script stored. Run it only to refresh the fixture:

@@ -1,4 +1,5 @@
-"""Regenerate ``reference_import_fixture.pt`` from the DGConv authors' reference
+"""Regenerate ``reference_import_fixture.pt`` from the DGConv authors'
+reference
 G_ResNet (groups=2, width_per_group=4, 10 classes).
 
 The fixture keeps the reference state dict's names and shapes, the

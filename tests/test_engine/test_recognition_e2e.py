@@ -116,8 +116,8 @@ def test_tsn_predict_mode_with_the_stock_recognizer(backbone):
     ('x50-32x4d', 'mmpretrain.ResNeXt')
 ])
 def test_seed_schedule_configs(backbone, backbone_type):
-    """The DGConv paper, appendix C: 5 training segments, 25 test frames, SGD lr
-    0.001 decayed at 50k and 80k, 100k iterations, 32 videos per GPU."""
+    """The DGConv paper, appendix C: 5 training segments, 25 test frames,
+    SGD lr 0.001 decayed at 50k and 80k, 100k iterations, 32 videos per GPU."""
     cfg = Config.fromfile(osp.join(
         CONFIGS, f'tsn_imagenet-pretrained-{backbone}_8xb32-paper-schedule_'
         'kinetics400-rgb.py'))

@@ -1,4 +1,4 @@
-"""Plot the learned number of groups of every DGConv layer (the DGConv paper's Fig. 2).
+"""Plot the learned groups of every DGConv layer (DGConv paper, Fig. 2).
 
 x: each DGConv layer's channels, in network order; y: its learned number of
 groups. With several checkpoints (e.g. reproducibility runs), their curves

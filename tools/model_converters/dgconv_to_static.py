@@ -97,8 +97,12 @@ def deploy_config_text(cfg, config_path, model, checkpoint_path,
         'model = dict(\n'
         '    _delete_=True,\n'
         "    type='mmdgconv.WithDeployedDGConv',\n"
-        f'    model={pprint.pformat(inner, indent=4, sort_dicts=False)},\n'
-        f'    deployed_groups={pprint.pformat(stock_layers, indent=4, sort_dicts=False)})\n')
+        f'    model={_pformat(inner)},\n'
+        f'    deployed_groups={_pformat(stock_layers)})\n')
+
+
+def _pformat(value) -> str:
+    return pprint.pformat(value, indent=4, sort_dicts=False)
 
 
 def stock_dgconv_layers(model, rows) -> dict:

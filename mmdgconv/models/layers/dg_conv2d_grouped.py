@@ -516,8 +516,9 @@ def _diagonal_of_merged(grad_merged: Tensor, merged_pass: MergedPass,
     merged weight gradient, laid out like ``diagonal_blocks``."""
     size = merged_pass.sub_groups
     k_h, k_w = grad_merged.shape[2:]
-    blocks = grad_merged.reshape(merged_pass.groups, size, layout.out_per_group,
-                                 size, layout.in_per_group, k_h, k_w)
+    blocks = grad_merged.reshape(merged_pass.groups, size,
+                                 layout.out_per_group, size,
+                                 layout.in_per_group, k_h, k_w)
     diagonal = blocks.diagonal(dim1=1, dim2=3)  # (G', o, i, kh, kw, size)
     return diagonal.permute(0, 5, 1, 2, 3, 4).reshape(
         layout.out_channels, layout.in_per_group, k_h, k_w)

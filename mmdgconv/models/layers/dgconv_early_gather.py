@@ -4,8 +4,8 @@ A grouped DGConv computes its dense weight gradient from the diagonal
 blocks of the weight it gathered in the forward. Autograd runs ready nodes
 latest-created first, so when the gathers are the model's first nodes the
 dense gradients are allocated at the very end of the backward, after the
-activations are freed, rather than at the memory peak (README's G-ResNeXt benchmark
-measures the peak both ways).
+activations are freed, rather than at the memory peak (README's G-ResNeXt
+benchmark measures the peak both ways).
 
 :func:`enable_early_block_gather` opts any model in: a detector or
 recogniser whose stock ResNet builds DGConv through ``conv_cfg`` as well as

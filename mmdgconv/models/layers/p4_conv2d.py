@@ -276,9 +276,9 @@ class GroupPool(nn.Module):
 class GroupSpatialPool(nn.Module):
     """Spatial max/avg pooling of a group feature map.
 
-    It commutes with the group action (Cohen and Welling, ICML 2016, eq. 2) when the pooling
-    window is symmetric and the sampled grid is (odd sizes with
-    ``padding = kernel_size // 2``).
+    It commutes with the group action (Cohen and Welling, ICML 2016,
+    eq. 2) when the pooling window is symmetric and the sampled grid is
+    (odd sizes with ``padding = kernel_size // 2``).
 
     Args:
         kernel_size (int): Window size.

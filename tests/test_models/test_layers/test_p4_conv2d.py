@@ -1,4 +1,5 @@
-"""Exact equivariance of the p4/p4m convolutions (Cohen and Welling, ICML 2016)."""
+"""Exact equivariance of the p4/p4m convolutions (Cohen and Welling,
+ICML 2016)."""
 import pytest
 import torch
 import torch.nn.functional as F
