@@ -261,3 +261,26 @@ def randomise_norms(model, seed: int = 0):
                 module.bias.copy_(0.1 * torch.randn(shape,
                                                     generator=generator))
     return model.eval()
+
+
+def config_contents(cfg: Config):
+    """The effective contents of a config as plain JSON values.
+
+    Dicts keep their keys (JSON sorts them, so the order in which a config
+    and its bases wrote them does not count), tuples are kept apart from
+    lists as ``{'tuple': [...]}``, and any other object is its ``repr``.
+    Two configs with equal contents build the same runner.
+    """
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {str(key): plain(item) for key, item in value.items()}
+        if isinstance(value, tuple):
+            return {'tuple': [plain(item) for item in value]}
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        return repr(value)
+
+    return plain(cfg.to_dict())

@@ -1,19 +1,15 @@
-_base_ = 'mmpretrain::resnext/resnext50-32x4d_8xb32_in1k.py'
-custom_imports = dict(imports=['mmdgconv'], allow_failed_imports=False)
+_base_ = [
+    'mmpretrain::resnext/resnext50-32x4d_8xb32_in1k.py',
+    '../_base_/backbones/from-scratch_in1k.py'
+]
 
 # ImageNet pre-training of G-ResNeXt-50 (32x4d widths): the checkpoint that
 # the detection and TSN configs load through init_cfg (prefix='backbone.').
 model = dict(
     backbone=dict(
-        _delete_=True,
+        _base_.pop('backbone'),
         type='mmdgconv.GResNeXt',
-        depth=50,
         groups=32,
-        base_width=4,
-        num_stages=4,
-        out_indices=(3, ),
-        frozen_stages=-1,
-        norm_eval=False,
-        style='pytorch'))
+        base_width=4))
 
 custom_hooks = [dict(type='mmdgconv.ResourceConstraintHook')]

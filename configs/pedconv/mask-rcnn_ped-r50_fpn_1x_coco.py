@@ -1,29 +1,5 @@
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmdgconv'], allow_failed_imports=False)
-
-# ImageNet pre-training of PED-ResNet-50 comes from
-# configs/pedconv/ped-resnet50_8xb32_in1k.py; point `pretrained` at its
-# checkpoint, or train from scratch with
-# `--cfg-options model.backbone.init_cfg=None`.
-pretrained = 'checkpoints/ped-resnet50_in1k.pth'
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmdgconv.PEDResNet',
-        depth=50,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=True,
-        style='pytorch',
-        # The paper's training: rank 1, C_in/16 generator, logit noise 0.1
-        # and the information-maximisation loss (weight 0.001).
-        ped_cfg=dict(
-            rank=1, reduction=16, mode='multiplicative', noise_std=0.1,
-            info_max=True, info_max_weight=0.001),
-        init_cfg=dict(
-            type='Pretrained', prefix='backbone.', checkpoint=pretrained)))
-
-# Adds the info-max loss of every PEDConv decoder to the training loss.
-custom_hooks = [dict(type='mmdgconv.PEDInfoMaxHook')]
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/backbones/ped-resnet50_detection.py'
+]
+model = dict(backbone=_base_.pop('backbone'))

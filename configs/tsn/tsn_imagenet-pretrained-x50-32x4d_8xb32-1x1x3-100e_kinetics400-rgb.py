@@ -1,18 +1,5 @@
-_base_ = 'mmaction::recognition/tsn/tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb.py'
-custom_imports = dict(imports=['mmdgconv'], allow_failed_imports=False)
-
-# The DGConv paper's ResNeXt-50 32x4d baseline, mmpretrain's ResNeXt (Recognizer2D
-# unwraps mmpretrain backbones' tuples itself). ImageNet weights from a local
-# mmpretrain checkpoint; nothing is downloaded.
-pretrained = 'checkpoints/resnext50-32x4d_in1k.pth'
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='mmpretrain.ResNeXt',
-        depth=50,
-        groups=32,
-        width_per_group=4,
-        out_indices=(3, ),
-        norm_eval=False,
-        init_cfg=dict(
-            type='Pretrained', prefix='backbone.', checkpoint=pretrained)))
+_base_ = [
+    'mmaction::recognition/tsn/tsn_imagenet-pretrained-r50_8xb32-1x1x3-100e_kinetics400-rgb.py',  # noqa: E501
+    '../_base_/backbones/resnext50-32x4d_tsn.py'
+]
+model = dict(backbone=_base_.pop('backbone'))
