@@ -1,3 +1,6 @@
+# The stock mmdet detector (retinanet_r50_fpn_1x_coco) with ResNet-50-CoC in
+# place of its ResNet-50; the backbone is
+# configs/_base_/backbones/resnet50-coc_detection.py.
 _base_ = [
     'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
     '../_base_/backbones/resnet50-coc_detection.py'

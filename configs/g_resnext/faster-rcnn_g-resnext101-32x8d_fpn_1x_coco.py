@@ -1,3 +1,6 @@
+# The stock mmdet detector (faster-rcnn_r50_fpn_1x_coco) with G-ResNeXt-101
+# (32x8d) in place of its ResNet-50; the backbone is
+# configs/_base_/backbones/g-resnext101-32x8d_detection.py.
 _base_ = [
     'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
     '../_base_/backbones/g-resnext101-32x8d_detection.py'

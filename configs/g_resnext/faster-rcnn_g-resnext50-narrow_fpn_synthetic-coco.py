@@ -81,11 +81,9 @@ optim_wrapper = dict(
         norm_decay_mult=0.,
         custom_keys={'.gate': dict(decay_mult=0.)}),
     clip_grad=dict(max_norm=10.))
-train_cfg = dict(
-    _delete_=True,
-    type='IterBasedTrainLoop',
-    max_iters=max_iters,
-    val_interval=max_iters)
+# One validation, at the end.
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
          end=50),

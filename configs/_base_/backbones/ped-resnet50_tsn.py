@@ -5,4 +5,5 @@ _base_ = './imagenet-pretrained_tsn.py'
 # configs/pedconv/ped-resnet50_8xb32_in1k.py (local path; nothing is
 # downloaded).
 pretrained = 'checkpoints/ped-resnet50_in1k.pth'
-backbone = dict(type='mmdgconv.PEDResNet', init_cfg=dict(checkpoint=pretrained))
+backbone = dict(
+    type='mmdgconv.PEDResNet', init_cfg=dict(checkpoint=pretrained))
