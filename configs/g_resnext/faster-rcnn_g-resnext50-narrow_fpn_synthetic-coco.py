@@ -56,13 +56,11 @@ train_dataloader = dict(
         ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'),
         pipeline=train_pipeline))
+# The training loader's settings and root, on the validation split.
 val_dataloader = dict(
-    batch_size=4,
-    num_workers=1,
-    persistent_workers=True,
+    {key: value for key, value in train_dataloader.items() if key != 'sampler'},
     dataset=dict(
-        data_root=data_root,
-        metainfo=metainfo,
+        train_dataloader['dataset'],
         ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline))
