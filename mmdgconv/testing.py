@@ -284,3 +284,13 @@ def config_contents(cfg: Config):
         return repr(value)
 
     return plain(cfg.to_dict())
+
+
+#: Narrow widths per mmdgconv backbone, for quick runs of a stock config:
+#: depth, necks, heads and every training component stay the config's.
+NARROW_BACKBONES = {
+    'mmdgconv.GResNeXt': dict(groups=4, base_width=4, base_channels=16),
+    'mmdgconv.ResNetCoC': dict(base_channels=16),
+    'mmdgconv.PEDResNet': dict(base_channels=16, ped_cfg=dict(reduction=4)),
+    'mmdgconv.P4ResNet': dict(base_channels=16),
+}

@@ -5,6 +5,7 @@
 _base_ = './tsn_imagenet-pretrained-g-resnext50-32x4d_8xb32-1x1x3-100e_kinetics400-rgb.py'
 
 data_root = 'data/synthetic_kinetics/'
+file_client_args = dict(io_backend='disk')
 max_iters = 300
 crop = 56
 
@@ -12,7 +13,6 @@ model = dict(
     backbone=dict(groups=8, base_width=4, base_channels=16, init_cfg=None),
     cls_head=dict(in_channels=512, num_classes=4, dropout_ratio=0.2))
 
-file_client_args = dict(io_backend='disk')
 train_pipeline = [
     dict(type='DecordInit', **file_client_args),
     dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=3),
@@ -57,15 +57,15 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=10.))
-# One validation, at the end.
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
-                 val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
          end=30),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=30, end=max_iters,
          eta_min=1e-5)
 ]
+# One validation, at the end.
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', by_epoch=False,

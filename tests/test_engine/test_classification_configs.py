@@ -6,13 +6,10 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from mmdgconv.testing import NARROW_BACKBONES
+
 CONFIGS = osp.join(osp.dirname(__file__), '..', '..', 'configs')
-NARROW = {
-    'mmdgconv.GResNeXt': dict(groups=4, base_width=4, base_channels=16),
-    'mmdgconv.ResNetCoC': dict(base_channels=16),
-    'mmdgconv.PEDResNet': dict(base_channels=16, ped_cfg=dict(reduction=4)),
-    'mmdgconv.P4ResNet': dict(base_channels=16),
-}
+NARROW = NARROW_BACKBONES
 
 
 @pytest.mark.parametrize('config', [

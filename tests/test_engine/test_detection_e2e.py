@@ -9,17 +9,11 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from mmdgconv.models import DGConv2d
-from mmdgconv.testing import set_score_threshold, shrink_detection_config
+from mmdgconv.testing import (NARROW_BACKBONES, set_score_threshold,
+                               shrink_detection_config)
 
 CONFIGS = osp.join(osp.dirname(__file__), '..', '..', 'configs')
-# Narrow widths keep the two iterations quick; depth, the neck, the heads and
-# every training component are the stock config's.
-NARROW = {
-    'mmdgconv.GResNeXt': dict(groups=4, base_width=4, base_channels=16),
-    'mmdgconv.ResNetCoC': dict(base_channels=16),
-    'mmdgconv.PEDResNet': dict(base_channels=16, ped_cfg=dict(reduction=4)),
-    'mmdgconv.P4ResNet': dict(base_channels=16),
-}
+NARROW = NARROW_BACKBONES
 # Output channels of the narrowed backbones (P4ResNet: widths / sqrt(4)).
 NECK_IN = {'mmdgconv.P4ResNet': [32, 64, 128, 256]}
 
