@@ -9,7 +9,6 @@ from mmengine.registry import DefaultScope
 from mmdgconv.testing import NARROW_BACKBONES
 
 CONFIGS = osp.join(osp.dirname(__file__), '..', '..', 'configs')
-NARROW = NARROW_BACKBONES
 
 
 @pytest.mark.parametrize('config', [
@@ -29,7 +28,7 @@ def test_classifier_config_builds_and_trains_a_step(config):
     if '101-32x8d' in config:
         assert (cfg.model.backbone.depth, cfg.model.backbone.groups,
                 cfg.model.backbone.base_width) == (101, 32, 8)
-    cfg.model.backbone.update(NARROW[cfg.model.backbone.type])
+    cfg.model.backbone.update(NARROW_BACKBONES[cfg.model.backbone.type])
     # the narrow widths' last stage (P4ResNet: half, group-pooled)
     cfg.model.head.in_channels = 128 if 'resnet18' in config else (
         256 if 'p4' in config else 512)

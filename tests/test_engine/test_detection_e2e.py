@@ -13,14 +13,13 @@ from mmdgconv.testing import (NARROW_BACKBONES, set_score_threshold,
                                shrink_detection_config)
 
 CONFIGS = osp.join(osp.dirname(__file__), '..', '..', 'configs')
-NARROW = NARROW_BACKBONES
 # Output channels of the narrowed backbones (P4ResNet: widths / sqrt(4)).
 NECK_IN = {'mmdgconv.P4ResNet': [32, 64, 128, 256]}
 
 
 def _narrow_fpn(cfg):
     backbone_type = cfg.model.backbone.type
-    cfg.model.backbone.update(NARROW[backbone_type])
+    cfg.model.backbone.update(NARROW_BACKBONES[backbone_type])
     cfg.model.neck.in_channels = NECK_IN.get(backbone_type,
                                              [64, 128, 256, 512])
     cfg.model.neck.out_channels = 32
