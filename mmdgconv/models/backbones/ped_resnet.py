@@ -5,11 +5,14 @@ Decomposition", BMVC 2021.
 """
 import copy
 
+import torch
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.models.layers import ResLayer
+from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdgconv.models.layers import PEDConv2d
+from mmdgconv.models.layers.batch_norm_affine import BatchNormAffineCache
 from mmdgconv.registry import MODELS
 from .backbone_mixin import BackboneMixin
 
@@ -28,26 +31,76 @@ DEFAULT_PED_CFG = dict(
     info_max_weight=0.001)
 
 
+def conv_norm(conv: nn.Module, norm: nn.Module, x: Tensor,
+              affines: BatchNormAffineCache) -> Tensor:
+    """``norm(conv(x))``. At inference a PEDConv followed by an eval-mode
+    BatchNorm applies the norm along with its own output scaling: one pass
+    fewer over the activations, none at all where its factors fold into the
+    kernel (see
+    :meth:`~mmdgconv.models.layers.PEDConv2d.forward_with_affine`)."""
+    if isinstance(conv, PEDConv2d) and not torch.is_grad_enabled():
+        affine = affines(norm)
+        if affine is not None:
+            return conv.forward_with_affine(x, *affine)
+    return norm(conv(x))
+
+
 class PEDBasicBlock(BasicBlock):
     """Basic block whose two 3x3 convs are PEDConv (``ped_cfg`` given).
 
     The downsample is built by ``ResLayer`` with the stage's ``conv_cfg``,
-    so it stays static.
+    so it stays static. At inference (no autograd) each conv applies the
+    eval-mode norm after it itself (:func:`conv_norm`); the result is
+    mmdet's ``BasicBlock.forward``, up to rounding.
     """
 
     def __init__(self, *args, ped_cfg=None, **kwargs):
         if ped_cfg is not None:
             kwargs['conv_cfg'] = ped_cfg
         super().__init__(*args, **kwargs)
+        self._norm_affines = BatchNormAffineCache()
+
+    def train(self, mode: bool = True):
+        self._norm_affines.clear()  # training moves the running statistics
+        return super().train(mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
+        affines = self._norm_affines
+        out = self.relu(conv_norm(self.conv1, self.norm1, x, affines))
+        out = conv_norm(self.conv2, self.norm2, out, affines)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out.add_(identity))
 
 
 class PEDBottleneck(Bottleneck):
-    """Bottleneck whose three convs are PEDConv (``ped_cfg`` given)."""
+    """Bottleneck whose three convs are PEDConv (``ped_cfg`` given).
+
+    At inference (no autograd, no plugins) each conv applies the eval-mode
+    norm after it itself (:func:`conv_norm`); the result is mmdet's
+    ``Bottleneck.forward``, up to rounding.
+    """
 
     def __init__(self, *args, ped_cfg=None, **kwargs):
         if ped_cfg is not None:
             kwargs['conv_cfg'] = ped_cfg
         super().__init__(*args, **kwargs)
+        self._norm_affines = BatchNormAffineCache()
+
+    def train(self, mode: bool = True):
+        self._norm_affines.clear()  # training moves the running statistics
+        return super().train(mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() or self.with_plugins:
+            return super().forward(x)
+        affines = self._norm_affines
+        out = self.relu(conv_norm(self.conv1, self.norm1, x, affines))
+        out = self.relu(conv_norm(self.conv2, self.norm2, out, affines))
+        out = conv_norm(self.conv3, self.norm3, out, affines)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out.add_(identity))
 
 
 @MODELS.register_module()

@@ -18,6 +18,14 @@ from .tuning import tuning_for
 _MODES = ('multiplicative', 'additive')
 
 
+def _per_channel(values: Tensor, dtype: torch.dtype) -> Tensor:
+    """(C,) or (B, C) values broadcastable over (B, C, H, W), in ``dtype``
+    (under autocast the conv gives bfloat16)."""
+    if values.dtype != dtype:  # skip the call: at batch 1 calls add up
+        values = values.to(dtype)
+    return values.view(*values.shape, 1, 1)
+
+
 @register_conv_layer('PEDConv')
 class PEDConv2d(nn.Conv2d):
     """Dynamic conv whose kernel is modulated per sample by a rank-R tensor.
@@ -176,11 +184,20 @@ class PEDConv2d(nn.Conv2d):
 
     def _generate(self, x: Tensor) -> Tensor:
         dtype = self.squeeze.weight.dtype
-        context = x.mean((2, 3)) if x.dtype == dtype else x.mean(
-            (2, 3), dtype=dtype)
-        # F.linear rather than the modules: this runs once per layer and
-        # sample, and at batch 1 the call overhead is not negligible.
-        hidden = F.linear(context, self.squeeze.weight, self.squeeze.bias)
+        # F.linear/addmm rather than the modules, and few ops: this runs once
+        # per layer and sample, and at batch 1 a call costs about as much as
+        # its work.
+        if ((self.info_max and self.training) or torch.jit.is_tracing()
+                or torch.compiler.is_compiling()):
+            # (the pooled input is needed, or the size is symbolic)
+            context = x.mean((2, 3), dtype=dtype)
+            hidden = F.linear(context, self.squeeze.weight,
+                              self.squeeze.bias)
+        else:  # eager: the mean's 1 / (H W) goes into the product
+            hidden = torch.addmm(
+                self.squeeze.bias, x.sum((2, 3), dtype=dtype),
+                self.squeeze.weight.t(),
+                alpha=1 / max(x.shape[2] * x.shape[3], 1))
         logits = F.linear(hidden.relu_(), self.heads.weight,
                           self.heads.bias)
         if self.training and self.noise_std > 0:
@@ -190,7 +207,9 @@ class PEDConv2d(nn.Conv2d):
             # samples (the variational latents), not the factors.
             self.info_max_loss = F.mse_loss(
                 self.decoder(logits), context.detach())
-        return torch.sigmoid(logits)
+        if torch.is_grad_enabled():
+            return torch.sigmoid(logits)
+        return logits.sigmoid_()
 
     def sample_kernels(self, factors) -> Tensor:
         """The kernel of every sample, (B, C_out, C_in / groups, kh, kw)."""
@@ -271,32 +290,89 @@ class PEDConv2d(nn.Conv2d):
              (self.kernel_size[i] - 1) - 1) // self.stride[i] + 1
             for i in range(2))
 
-    def _add_bias(self, out: Tensor, inplace: bool = False) -> Tensor:
-        if self.bias is None:
+    @staticmethod
+    def _add_bias(out: Tensor, bias: Optional[Tensor]) -> Tensor:
+        if bias is None:
             return out
-        # In the output's dtype: under autocast the conv gives bfloat16.
-        bias = self.bias.to(out.dtype)[:, None, None]
-        return out.add_(bias) if inplace else out + bias
+        bias = _per_channel(bias, out.dtype)
+        # In place at inference: ``out`` is a fresh conv output.
+        return out + bias if torch.is_grad_enabled() else out.add_(bias)
 
-    def _scale_output(self, out: Tensor, gamma: Tensor) -> Tensor:
-        """``out * gamma + bias``, in place at inference (``out`` is the
-        conv's fresh output: no allocation needed)."""
-        gamma = gamma.to(out.dtype)[:, :, None, None]
-        inplace = not torch.is_grad_enabled()
-        out = out.mul_(gamma) if inplace else out * gamma
-        return self._add_bias(out, inplace)
+    @staticmethod
+    def _scale_output(out: Tensor, scale: Tensor,
+                      bias: Optional[Tensor]) -> Tensor:
+        """``out * scale + bias`` per (sample,) channel, one pass; in place
+        at inference (``out`` is the conv's fresh output)."""
+        scale = _per_channel(scale, out.dtype)
+        if bias is None:
+            return out * scale if torch.is_grad_enabled() \
+                else out.mul_(scale)
+        bias = _per_channel(bias, out.dtype)
+        if torch.is_grad_enabled() or torch.jit.is_tracing():
+            # (the ONNX exporter has no addcmul with an output argument)
+            return torch.addcmul(bias, out, scale)
+        return torch.addcmul(bias, out, scale, out=out)
+
+    def _with_affine(self, gamma: Tensor, affine):
+        """gamma and the bias once ``affine`` (``scale, shift`` per output
+        channel, applied after the layer) is folded in: ``gamma * scale``
+        and ``bias * scale + shift``."""
+        if affine is None:
+            return gamma, self.bias
+        scale, shift = affine
+        bias = shift if self.bias is None else torch.addcmul(
+            shift, self.bias, scale)
+        return gamma * scale, bias
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._forward(x, None)
+
+    def forward_with_affine(self, x: Tensor, scale: Tensor,
+                            shift: Tensor) -> Tensor:
+        """``self(x) * scale + shift``, per output channel, in fewer passes
+        over memory than the two steps.
+
+        The affine is folded into what the layer applies anyway: the
+        output-channel factor gamma and the bias, or, where every factor
+        goes into one kernel (batch 1), the kernel and the conv's bias.
+        :class:`~mmdgconv.models.PEDResNet`'s blocks apply their eval-mode
+        BatchNorm this way at inference. Forward hooks of this module do
+        not run.
+
+        Args:
+            x (Tensor): The layer input (B, C_in, H, W).
+            scale (Tensor): (C_out,).
+            shift (Tensor): (C_out,).
+
+        Returns:
+            Tensor: (B, C_out, H', W').
+        """
+        if scale.shape != (self.out_channels, ) or \
+                shift.shape != (self.out_channels, ):
+            raise ValueError(
+                f'{self.__class__.__name__}({self.in_channels}, '
+                f'{self.out_channels}): scale and shift must have shape '
+                f'({self.out_channels},), got {tuple(scale.shape)} and '
+                f'{tuple(shift.shape)}')
+        return self._forward(x, (scale, shift))
+
+    def _forward(self, x: Tensor, affine) -> Tensor:
         check_input_channels(self, x)
         if x.shape[0] == 0:  # no sample to modulate; as nn.Conv2d
-            return self._conv_forward(x, self.weight, self.bias)
+            out = self._conv_forward(x, self.weight, self.bias)
+            return out if affine is None else self._scale_output(
+                out, affine[0], affine[1])
         if self.rank == 1 and self.mode == 'multiplicative':
-            out = self._forward_rank1(x)
+            out = self._forward_rank1(x, affine)
         else:
             kernels = self.sample_kernels(self.factors(x))
             if x.shape[0] == 1:  # one kernel: an ordinary conv, no reshapes
-                return self._conv_forward(x, kernels[0], self.bias)
-            out = self._add_bias(self._per_sample_conv(x, kernels))
+                out = self._conv_forward(x, kernels[0], self.bias)
+            else:
+                out = self._add_bias(
+                    self._per_sample_conv(x, kernels), self.bias)
+            if affine is not None:
+                out = self._scale_output(out, affine[0], affine[1])
         # The per-sample conv (samples stacked as groups) and the column
         # GEMM give NCHW; return the input's layout, as nn.Conv2d does.
         if not x.is_contiguous() and x.is_contiguous(
@@ -304,7 +380,7 @@ class PEDConv2d(nn.Conv2d):
             out = out.contiguous(memory_format=torch.channels_last)
         return out
 
-    def _forward_rank1(self, x: Tensor) -> Tensor:
+    def _forward_rank1(self, x: Tensor, affine) -> Tensor:
         """``W(x) = W * (gamma o phi o psi)`` without per-sample kernels
         wherever possible.
 
@@ -313,22 +389,32 @@ class PEDConv2d(nn.Conv2d):
         touches the least memory (see :meth:`_rank1_form`): these convs are
         often bound by memory traffic rather than arithmetic, and a fresh
         weight-sized tensor can cost as much as the conv's own pass over the
-        weights.
+        weights. ``affine`` (see :meth:`forward_with_affine`) goes into
+        gamma and the bias.
         """
         # (B, C_out), (B, C_in / groups), (B, kh * kw)
         gamma, phi, psi = self._sampled_factors(x).split(
             self.factor_sizes, dim=1)
+        gamma, bias = self._with_affine(gamma, affine)
         batch = x.shape[0]
         out_h, out_w = self._output_size(x)
         form = self._rank1_form(x, out_h * out_w, tuning_for(x.device))
-        if form == 'folded':
-            # One small kernel with every factor folded in.
+        if form in ('folded', 'input_folded'):
+            # phi and psi (the kernel's input side) as one (C_in / groups,
+            # kh, kw) scale: a product over whole contiguous rows of the
+            # weight. (psi alone would broadcast over the last kh x kw
+            # elements, a much slower loop.)
             in_scale = torch.outer(phi[0], psi[0]).view(self.weight.shape[1:])
+            if form == 'input_folded':  # gamma then scales the output
+                return self._scale_output(
+                    self._conv_forward(x, self.weight * in_scale, None),
+                    gamma, bias)
+            # One small kernel with every factor folded in.
             kernel = self.weight * gamma[0].view(-1, 1, 1, 1)
             # In place when nothing needs the product's input for backward.
             kernel = kernel * in_scale if torch.is_grad_enabled() \
                 else kernel.mul_(in_scale)
-            return self._conv_forward(x, kernel, self.bias)
+            return self._conv_forward(x, kernel, bias)
         if form == 'matmul':
             # A 1x1 layer with small weights and large activations: every
             # sample's own (C_out, C_in) matrix, one batched GEMM.
@@ -339,7 +425,7 @@ class PEDConv2d(nn.Conv2d):
             out = torch.bmm(kernels.to(x.dtype),
                             x.reshape(batch, self.in_channels, -1))
             return self._add_bias(
-                out.reshape(batch, self.out_channels, out_h, out_w))
+                out.reshape(batch, self.out_channels, out_h, out_w), bias)
         if form == 'columns':
             columns = self._scaled_columns(
                 x, phi[:, :, None] * psi[:, None], (out_h, out_w))
@@ -356,8 +442,7 @@ class PEDConv2d(nn.Conv2d):
                 out = F.conv2d(columns.view(batch, -1, out_h, out_w),
                                weight[:, :, None, None])
         else:
-            x = x * self._per_input_channel(phi).to(x.dtype)[:, :, None,
-                                                              None]
+            x = x * _per_channel(self._per_input_channel(phi), x.dtype)
             if self.kernel_size == (1, 1):  # psi is one scalar per sample
                 out = self._conv_forward(x, self.weight, None)
                 gamma = gamma * psi
@@ -368,7 +453,7 @@ class PEDConv2d(nn.Conv2d):
                 out = self._per_sample_conv(
                     x, self.weight * psi.reshape(batch, 1, 1,
                                                  *self.kernel_size))
-        return self._scale_output(out, gamma)
+        return self._scale_output(out, gamma, bias)
 
     def _rank1_form(self, x: Tensor, out_pixels: int, tuning) -> str:
         """How a rank-1 multiplicative forward applies its factors, by the
@@ -379,8 +464,12 @@ class PEDConv2d(nn.Conv2d):
           once by the shared weight, which is then read once;
         - 'matmul' (eager): a 1x1 layer whose activations outweigh its
           weight runs every sample's own weight matrix in one batched GEMM;
-        - 'folded' (batch 1): a weight smaller than the activations takes
-          every factor into the one kernel;
+        - 'folded' (batch 1): a weight smaller than the output takes every
+          factor into the one kernel (two passes over the weight rather
+          than one over the output);
+        - 'input_folded' (batch 1): phi and psi go into the kernel, gamma
+          scales the output; for k x k layers, and 1x1 layers whose weight
+          is smaller than their input;
         - 'scaled': phi scales the input, gamma the output, and psi goes
           into the kernel (a scalar for 1x1 layers).
         """
@@ -401,9 +490,12 @@ class PEDConv2d(nn.Conv2d):
                 and activation_size >=
                 tuning.ped_matmul_min_activation_ratio * weight_size):
             return 'matmul'
-        if (batch == 1 and tuning.ped_batch1_folded_kernel
-                and weight_size < activation_size):
-            return 'folded'
+        if batch == 1 and tuning.ped_batch1_folded_kernel:
+            out_size = self.out_channels * out_pixels
+            if weight_size < out_size:
+                return 'folded'
+            if self.kernel_size != (1, 1) or weight_size < x.numel():
+                return 'input_folded'
         return 'scaled'
 
     def _per_input_channel(self, phi: Tensor) -> Tensor:

@@ -77,3 +77,90 @@ def test_frozen_stages_norm_eval_and_scope():
         built = MMDET_MODELS.build(dict(type='mmdgconv.PEDResNet', depth=18,
                                         with_cp=True))
     assert isinstance(built, PEDResNet) and built.with_cp
+
+
+def _with_trained_norms_and_generators(model, seed=0):
+    """Running statistics, norm affines and generators away from their
+    initial values, so that folding a norm into a conv has to be exact."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2)
+                module.weight.normal_(1, 0.3)
+                module.bias.normal_(0, 0.3)
+            elif isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0, 0.3)
+                module.bias.normal_(0, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+@pytest.mark.parametrize('batch', [1, 2])
+def test_inference_folds_the_norms_and_matches_mmdet_blocks(
+        depth, batch, monkeypatch):
+    """Without autograd each PEDConv applies its eval-mode BatchNorm itself;
+    the backbone's output is what mmdet's block forward computes, and no
+    block norm runs."""
+    from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
+    model = _with_trained_norms_and_generators(
+        PEDResNet(depth=depth, base_channels=16, ped_cfg=dict(reduction=4)))
+    x = torch.rand(batch, 3, 64, 64)
+    with torch.no_grad():
+        fused = model(x)
+    block_kind = BasicBlock if depth == 18 else Bottleneck
+    with monkeypatch.context() as patch:  # the unfused reference
+        patch.setattr(type(model.layer1[0]), 'forward', block_kind.forward)
+        with torch.no_grad():
+            reference = model(x)
+    for actual, expected in zip(fused, reference):
+        torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+    calls = []
+    norm = model.layer2[1].norm2
+    norm.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        model(x)
+    assert calls == []  # folded into conv2
+    model(x)  # with autograd: the norm runs
+    assert calls == [1]
+
+
+def test_folded_norms_follow_weight_changes_and_train_mode():
+    """The kept norm maps are refreshed after an optimizer step, a training
+    forward (running statistics) and load_state_dict."""
+    from mmdet.models.backbones.resnet import Bottleneck
+    model = _with_trained_norms_and_generators(
+        PEDResNet(depth=50, base_channels=16, ped_cfg=dict(reduction=4),
+                  out_indices=(3, )))
+    x = torch.rand(1, 3, 32, 32)
+
+    def check():
+        model.eval()
+        with torch.no_grad():
+            fused = model(x)[0]
+            saved = Bottleneck.forward
+            blocks = [m for m in model.modules() if isinstance(m, Bottleneck)]
+            for block in blocks:
+                block.forward = saved.__get__(block)
+            reference = model(x)[0]
+            for block in blocks:
+                del block.forward
+        torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+
+    check()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    model(torch.rand(2, 3, 32, 32))[0].square().mean().backward()
+    optimizer.step()
+    check()
+    model.load_state_dict(_with_trained_norms_and_generators(
+        PEDResNet(depth=50, base_channels=16, ped_cfg=dict(reduction=4),
+                  out_indices=(3, )), seed=1).state_dict())
+    check()
+    # a norm trained on its own, without the block's train()
+    norm = model.layer1[0].norm1
+    norm.momentum = 1.0  # the statistics jump to this batch's
+    norm.train()(torch.rand(2, norm.num_features, 4, 4) * 20 + 5)
+    check()

@@ -188,8 +188,8 @@ def test_built_through_conv_cfg_from_every_scope():
         assert isinstance(layer, PEDConv2d) and layer.reduction == 4
 
 
-@pytest.mark.parametrize('batch', [1, 3])
-@pytest.mark.parametrize('case', [
+#: Every rank-1 form: columns, matmul, folded, input_folded and scaled.
+RANK1_CASES = [
     # deep layers: fewer output pixels than channels -> the unfold path
     dict(in_channels=32, out_channels=64, kernel_size=3, padding=1),
     dict(in_channels=32, out_channels=64, kernel_size=3, stride=2, padding=2,
@@ -206,7 +206,15 @@ def test_built_through_conv_cfg_from_every_scope():
          bias=False),
     dict(in_channels=8, out_channels=4, kernel_size=1, groups=4),
     dict(in_channels=4, out_channels=8, kernel_size=3, padding=1, groups=2),
-])
+    # 1x1 layers at batch 1 whose weight outweighs the output: phi and psi
+    # go into the kernel (weight smaller than the input) or scale the input
+    dict(in_channels=64, out_channels=4, kernel_size=1, bias=False),
+    dict(in_channels=64, out_channels=64, kernel_size=1),
+]
+
+
+@pytest.mark.parametrize('batch', [1, 3])
+@pytest.mark.parametrize('case', RANK1_CASES)
 @pytest.mark.parametrize('device_tuning', ['cpu', 'plain'])
 def test_every_rank1_path_matches_the_loop(case, batch, device_tuning,
                                            monkeypatch):
@@ -260,3 +268,51 @@ def test_torch_compile_matches_eager():
             x = torch.randn(batch, 8, 6, 6)
             torch.testing.assert_close(compiled(x), model(x), rtol=1e-4,
                                        atol=1e-5)
+
+
+@pytest.mark.parametrize('grad', [False, True])
+@pytest.mark.parametrize('batch', [1, 3])
+@pytest.mark.parametrize('case', RANK1_CASES + CASES[5:])
+@pytest.mark.parametrize('device_tuning', ['cpu', 'plain'])
+def test_forward_with_affine_is_the_layer_then_the_affine(
+        case, batch, grad, device_tuning, monkeypatch):
+    """``forward_with_affine(x, scale, shift) == layer(x) * scale + shift``
+    on every form, and with autograd its gradients too (input, layer
+    parameters, scale and shift)."""
+    if device_tuning == 'plain':
+        monkeypatch.setitem(TUNINGS, 'cpu', PLAIN)
+    torch.manual_seed(4)
+    layer = PEDConv2d(reduction=4, **case).eval()
+    _randomise_generator(layer)
+    x = torch.randn(batch, case['in_channels'], 5, 5)
+    scale = torch.rand(case['out_channels']) + 0.5
+    shift = torch.randn(case['out_channels'])
+
+    def reference(x, scale, shift):
+        return layer(x) * scale[:, None, None] + shift[:, None, None]
+
+    if not grad:
+        with torch.no_grad():
+            torch.testing.assert_close(
+                layer.forward_with_affine(x, scale, shift),
+                reference(x, scale, shift), rtol=1e-5, atol=1e-5)
+        return
+    results = []
+    for fn in (layer.forward_with_affine, reference):
+        layer.zero_grad()
+        inputs = [t.clone().requires_grad_() for t in (x, scale, shift)]
+        out = fn(*inputs)
+        out.backward(torch.ones_like(out) + torch.arange(out.numel()).view(
+            out.shape) % 3)
+        results.append([out] + [t.grad for t in inputs] + [
+            p.grad.clone() for p in layer.parameters() if p.grad is not None])
+    assert len(results[0]) == len(results[1])
+    for actual, expected in zip(*results):
+        torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_forward_with_affine_checks_the_shapes():
+    layer = PEDConv2d(8, 16, 3, reduction=4)
+    with pytest.raises(ValueError, match=r'PEDConv2d\(8, 16\).*\(16,\)'):
+        layer.forward_with_affine(torch.randn(1, 8, 5, 5), torch.ones(8),
+                                  torch.zeros(16))

@@ -58,7 +58,7 @@ def test_pedconv_forms_follow_the_device(monkeypatch, device_tuning):
         pointwise(torch.randn(2, 8, 8, 8))
     if device_tuning == 'cpu':
         assert tuning.ped_batch1_columns_min_weight > deep.weight.numel()
-        assert forms == ['columns', 'scaled', 'folded', 'matmul']
+        assert forms == ['columns', 'input_folded', 'folded', 'matmul']
     else:
         assert forms == ['scaled'] * 4
 
@@ -71,7 +71,20 @@ def test_pedconv_batch1_columns_above_the_weight_threshold(monkeypatch):
     assert deep._rank1_form(x, 16, tuning) == 'columns'
     tuning = dataclasses.replace(
         tuning, ped_batch1_columns_min_weight=deep.weight.numel() + 1)
-    assert deep._rank1_form(x, 16, tuning) == 'scaled'
+    assert deep._rank1_form(x, 16, tuning) == 'input_folded'
+
+
+@pytest.mark.parametrize('in_channels,out_channels,form', [
+    (4, 4, 'folded'),  # weight < output: every factor in the kernel
+    (64, 4, 'input_folded'),  # output < weight < input: phi, psi in it
+    (64, 64, 'scaled'),  # weight >= input: the activations are scaled
+])
+def test_pedconv_batch1_forms_of_1x1_layers(in_channels, out_channels,
+                                            form):
+    layer = PEDConv2d(in_channels, out_channels, 1, reduction=4).eval()
+    x = torch.randn(1, in_channels, 5, 5)
+    assert layer._rank1_form(x, 25, TUNINGS['cpu']) == form
+    assert layer._rank1_form(x, 25, PLAIN) == 'scaled'
 
 
 def test_dgconv_grouped_backward_on_the_plain_paths(monkeypatch):
