@@ -61,7 +61,8 @@ class PEDBasicBlock(BasicBlock):
         self._norm_affines = BatchNormAffineCache()
 
     def train(self, mode: bool = True):
-        self._norm_affines.clear()  # training moves the running statistics
+        if mode:  # training moves the running statistics
+            self._norm_affines.clear()
         return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -89,7 +90,8 @@ class PEDBottleneck(Bottleneck):
         self._norm_affines = BatchNormAffineCache()
 
     def train(self, mode: bool = True):
-        self._norm_affines.clear()  # training moves the running statistics
+        if mode:  # training moves the running statistics
+            self._norm_affines.clear()
         return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
