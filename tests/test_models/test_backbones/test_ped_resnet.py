@@ -150,6 +150,12 @@ def test_folded_norms_follow_weight_changes_and_train_mode():
         torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
 
     check()
+    block = model.layer1[0]
+    assert len(block._norm_affines._entries) == 3  # kept ...
+    model.eval()
+    assert len(block._norm_affines._entries) == 3  # ... across eval()
+    model.train()
+    assert block._norm_affines._entries == {}  # training moves them
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model.train()
     model(torch.rand(2, 3, 32, 32))[0].square().mean().backward()
