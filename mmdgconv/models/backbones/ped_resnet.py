@@ -31,14 +31,25 @@ DEFAULT_PED_CFG = dict(
     info_max_weight=0.001)
 
 
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or nn.modules.module._global_forward_hooks
+                or nn.modules.module._global_forward_pre_hooks)
+
+
 def conv_norm(conv: nn.Module, norm: nn.Module, x: Tensor,
               affines: BatchNormAffineCache) -> Tensor:
     """``norm(conv(x))``. At inference a PEDConv followed by an eval-mode
     BatchNorm applies the norm along with its own output scaling: one pass
     fewer over the activations, none at all where its factors fold into the
     kernel (see
-    :meth:`~mmdgconv.models.layers.PEDConv2d.forward_with_affine`)."""
-    if isinstance(conv, PEDConv2d) and not torch.is_grad_enabled():
+    :meth:`~mmdgconv.models.layers.PEDConv2d.forward_with_affine`). Not
+    where either module has forward hooks, which would then not run, nor
+    when traced for ONNX: onnxruntime runs a BatchNormalization node faster
+    than the folded arithmetic (``bench_pedconv.py``'s onnxruntime rows)."""
+    if (isinstance(conv, PEDConv2d) and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing() and not _has_hooks(conv)
+            and not _has_hooks(norm)):
         affine = affines(norm)
         if affine is not None:
             return conv.forward_with_affine(x, *affine)

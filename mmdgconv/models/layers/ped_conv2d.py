@@ -347,8 +347,9 @@ class PEDConv2d(nn.Conv2d):
         Returns:
             Tensor: (B, C_out, H', W').
         """
-        if scale.shape != (self.out_channels, ) or \
-                shift.shape != (self.out_channels, ):
+        if not torch.jit.is_tracing() and (
+                scale.shape != (self.out_channels, )
+                or shift.shape != (self.out_channels, )):
             raise ValueError(
                 f'{self.__class__.__name__}({self.in_channels}, '
                 f'{self.out_channels}): scale and shift must have shape '

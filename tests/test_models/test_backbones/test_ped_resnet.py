@@ -118,13 +118,35 @@ def test_inference_folds_the_norms_and_matches_mmdet_blocks(
         torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
 
     calls = []
-    norm = model.layer2[1].norm2
-    norm.register_forward_hook(lambda *args: calls.append(1))
+    norm_forward = torch.nn.BatchNorm2d.forward
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.nn.BatchNorm2d, 'forward',
+                      lambda self, y: calls.append(1) or norm_forward(self, y))
+        with torch.no_grad():
+            model(x)
+        # only the static convs' norms run (the stem's, the downsamples');
+        # the block norms are folded into the PEDConvs
+        static_norms = [
+            name for name, m in model.named_modules()
+            if isinstance(m, torch.nn.BatchNorm2d) and (
+                '.' not in name or 'downsample' in name)
+        ]
+        assert len(calls) == len(static_norms) == (4 if depth == 18 else 5)
+        model(x)  # with autograd every norm runs
+        assert len(calls) == len(static_norms) + len(
+            [m for m in model.modules()
+             if isinstance(m, torch.nn.BatchNorm2d)])
+
+    # Forward hooks keep the two modules apart, so that they run.
+    hooked = []
+    model.layer2[1].norm2.register_forward_hook(
+        lambda *args: hooked.append('norm'))
+    model.layer2[1].conv2.register_forward_hook(
+        lambda *args: hooked.append('conv'))
     with torch.no_grad():
-        model(x)
-    assert calls == []  # folded into conv2
-    model(x)  # with autograd: the norm runs
-    assert calls == [1]
+        torch.testing.assert_close(model(x)[-1], fused[-1], rtol=1e-4,
+                                   atol=1e-4)
+    assert hooked == ['conv', 'norm']
 
 
 def test_folded_norms_follow_weight_changes_and_train_mode():
@@ -170,3 +192,15 @@ def test_folded_norms_follow_weight_changes_and_train_mode():
     norm.momentum = 1.0  # the statistics jump to this batch's
     norm.train()(torch.rand(2, norm.num_features, 4, 4) * 20 + 5)
     check()
+
+
+def test_traced_for_export_the_norms_stay_batch_norms():
+    """onnxruntime runs a BatchNormalization node faster than the folded
+    arithmetic, so a traced model keeps every norm."""
+    model = PEDResNet(depth=18, base_channels=16,
+                      ped_cfg=dict(reduction=4)).eval()
+    with torch.no_grad():
+        graph = torch.jit.trace(model, torch.rand(1, 3, 32, 32),
+                                check_trace=False).inlined_graph
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert str(graph).count('aten::batch_norm(') == len(norms) == 20
