@@ -56,14 +56,9 @@ def conv_norm(conv: nn.Module, norm: nn.Module, x: Tensor,
     return norm(conv(x))
 
 
-class PEDBasicBlock(BasicBlock):
-    """Basic block whose two 3x3 convs are PEDConv (``ped_cfg`` given).
-
-    The downsample is built by ``ResLayer`` with the stage's ``conv_cfg``,
-    so it stays static. At inference (no autograd) each conv applies the
-    eval-mode norm after it itself (:func:`conv_norm`); the result is
-    mmdet's ``BasicBlock.forward``, up to rounding.
-    """
+class _PEDBlockMixin:
+    """What both PED blocks add to mmdet's: ``ped_cfg`` builds the convs,
+    and the eval norms' maps (:func:`conv_norm`) are kept per block."""
 
     def __init__(self, *args, ped_cfg=None, **kwargs):
         if ped_cfg is not None:
@@ -75,6 +70,16 @@ class PEDBasicBlock(BasicBlock):
         if mode:  # training moves the running statistics
             self._norm_affines.clear()
         return super().train(mode)
+
+
+class PEDBasicBlock(_PEDBlockMixin, BasicBlock):
+    """Basic block whose two 3x3 convs are PEDConv (``ped_cfg`` given).
+
+    The downsample is built by ``ResLayer`` with the stage's ``conv_cfg``,
+    so it stays static. At inference (no autograd) each conv applies the
+    eval-mode norm after it itself (:func:`conv_norm`); the result is
+    mmdet's ``BasicBlock.forward``, up to rounding.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled():
@@ -86,24 +91,13 @@ class PEDBasicBlock(BasicBlock):
         return self.relu(out.add_(identity))
 
 
-class PEDBottleneck(Bottleneck):
+class PEDBottleneck(_PEDBlockMixin, Bottleneck):
     """Bottleneck whose three convs are PEDConv (``ped_cfg`` given).
 
     At inference (no autograd, no plugins) each conv applies the eval-mode
     norm after it itself (:func:`conv_norm`); the result is mmdet's
     ``Bottleneck.forward``, up to rounding.
     """
-
-    def __init__(self, *args, ped_cfg=None, **kwargs):
-        if ped_cfg is not None:
-            kwargs['conv_cfg'] = ped_cfg
-        super().__init__(*args, **kwargs)
-        self._norm_affines = BatchNormAffineCache()
-
-    def train(self, mode: bool = True):
-        if mode:  # training moves the running statistics
-            self._norm_affines.clear()
-        return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() or self.with_plugins:
