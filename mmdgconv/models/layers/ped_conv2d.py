@@ -391,15 +391,20 @@ class PEDConv2d(nn.Conv2d):
         often bound by memory traffic rather than arithmetic, and a fresh
         weight-sized tensor can cost as much as the conv's own pass over the
         weights. ``affine`` (see :meth:`forward_with_affine`) goes into
-        gamma and the bias.
+        gamma and the bias. Eager inference at batch 1 keeps each input
+        shape's form (:meth:`_batch1_plan`).
         """
+        if x.shape[0] == 1 and self._eager_inference(x):
+            form, (out_h, out_w), area = self._batch1_plan(x)
+            factors = self._batch1_factors(x, area)
+        else:
+            factors = self._sampled_factors(x).split(self.factor_sizes, dim=1)
+            out_h, out_w = self._output_size(x)
+            form = self._rank1_form(x, out_h * out_w, tuning_for(x.device))
         # (B, C_out), (B, C_in / groups), (B, kh * kw)
-        gamma, phi, psi = self._sampled_factors(x).split(
-            self.factor_sizes, dim=1)
+        gamma, phi, psi = factors
         gamma, bias = self._with_affine(gamma, affine)
         batch = x.shape[0]
-        out_h, out_w = self._output_size(x)
-        form = self._rank1_form(x, out_h * out_w, tuning_for(x.device))
         if form in ('folded', 'input_folded'):
             # phi and psi (the kernel's input side) as one (C_in / groups,
             # kh, kw) scale: a product over whole contiguous rows of the
@@ -455,6 +460,44 @@ class PEDConv2d(nn.Conv2d):
                     x, self.weight * psi.reshape(batch, 1, 1,
                                                  *self.kernel_size))
         return self._scale_output(out, gamma, bias)
+
+    def _eager_inference(self, x: Tensor) -> bool:
+        """Whether this forward is plain eager inference: no autograd,
+        noise, autocast, tracing or compiling, and ``x`` in the generator's
+        dtype."""
+        return not (torch.is_grad_enabled() or self.training
+                    or torch.jit.is_tracing()
+                    or torch.compiler.is_compiling()
+                    or torch.is_autocast_enabled(x.device.type)
+                    or x.dtype != self.squeeze.weight.dtype)
+
+    def _batch1_plan(self, x: Tensor) -> Tuple[str, Tuple[int, int], int]:
+        """The form (:meth:`_rank1_form`), output size and input area of a
+        batch-1 eager forward, kept per input shape: at batch 1 these few
+        dozen Python steps cost as much as a small op, in every layer and
+        call (paired A/B runs of PED-ResNet-50 at batch 1)."""
+        # (__dict__ directly: module attribute lookup is slow, and a module
+        # pickled before this attribute existed has none)
+        plans = self.__dict__.setdefault('_batch1_plans', {})
+        tuning = tuning_for(x.device)
+        plan = plans.get(x.shape)
+        if plan is None or plan[0] is not tuning:
+            out_size = self._output_size(x)
+            form = self._rank1_form(x, out_size[0] * out_size[1], tuning)
+            plan = plans[x.shape] = (tuning, form, out_size,
+                                     max(x.shape[2] * x.shape[3], 1))
+        return plan[1:]
+
+    def _batch1_factors(self, x: Tensor, area: int) -> Tuple[Tensor, ...]:
+        """gamma, phi and psi of one sample at eager inference, each (1, n):
+        :meth:`_generate` as two matrix-vector products, which read the
+        generator weights as they are stored (a one-row GEMM packs them
+        first)."""
+        squeeze, heads = self.squeeze, self.heads
+        hidden = torch.addmv(squeeze.bias, squeeze.weight,
+                             x[0].sum((1, 2)), alpha=1 / area)
+        logits = torch.addmv(heads.bias, heads.weight, hidden.relu_())
+        return logits.sigmoid_()[None].split_with_sizes(self.factor_sizes, 1)
 
     def _rank1_form(self, x: Tensor, out_pixels: int, tuning) -> str:
         """How a rank-1 multiplicative forward applies its factors, by the

@@ -250,6 +250,56 @@ def test_inference_paths_match_the_loop(case, batch):
                                    rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('case', RANK1_CASES + CASES[:4])
+@pytest.mark.parametrize('device_tuning', ['cpu', 'plain'])
+def test_batch1_inference_path_follows_shape_and_tuning(
+        case, device_tuning, monkeypatch):
+    """Eager batch-1 inference keeps each input shape's form and takes the
+    factors from matrix-vector products: every form it picks gives the
+    loop's output, and a new input shape or tuning gets its own form."""
+    other = PLAIN if device_tuning == 'cpu' else TUNINGS['cpu']
+    if device_tuning == 'plain':
+        monkeypatch.setitem(TUNINGS, 'cpu', PLAIN)
+    torch.manual_seed(6)
+    layer = PEDConv2d(reduction=4, **case).eval()
+    _randomise_generator(layer)
+    inputs = [torch.randn(1, case['in_channels'], *size)
+              for size in ((5, 5), (9, 7), (5, 5))]
+    with torch.no_grad():
+        for x in inputs:
+            torch.testing.assert_close(layer(x), loop_reference(layer, x),
+                                       rtol=1e-5, atol=1e-5)
+        assert set(layer._batch1_plans) == {inputs[0].shape, inputs[1].shape}
+        monkeypatch.setitem(TUNINGS, 'cpu', other)
+        torch.testing.assert_close(layer(inputs[0]),
+                                   loop_reference(layer, inputs[0]),
+                                   rtol=1e-5, atol=1e-5)
+        out_h, out_w = layer._output_size(inputs[0])
+        tuning, form = layer._batch1_plans[inputs[0].shape][:2]
+        assert tuning is other
+        assert form == layer._rank1_form(inputs[0], out_h * out_w, other)
+
+
+def test_batch1_inference_path_only_for_plain_eager_inference():
+    """Training (noise), autograd, autocast and a second input dtype take
+    the general path, whose results they need."""
+    torch.manual_seed(7)
+    layer = PEDConv2d(8, 8, 3, padding=1, reduction=4)
+    x = torch.randn(1, 8, 5, 5)
+    with torch.no_grad():
+        assert not torch.equal(layer(x), layer(x))  # training: noisy
+        layer.eval()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            assert layer(x).dtype == torch.bfloat16
+        with pytest.raises(RuntimeError):
+            layer(x.double())  # as nn.Conv2d: one dtype
+    layer(x).sum().backward()
+    assert not layer.__dict__.get('_batch1_plans')
+    with torch.no_grad():
+        layer(x)
+    assert list(layer._batch1_plans) == [x.shape]
+
+
 @pytest.mark.slow
 def test_torch_compile_matches_eager():
     """The benchmark's compiled rows run the same maths: every rank-1 form
