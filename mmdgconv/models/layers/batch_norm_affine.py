@@ -48,16 +48,19 @@ def _state(norm: _BatchNorm) -> Optional[tuple]:
     None where versions are not tracked (tensors made under
     ``torch.inference_mode``).
     """
-    state = [norm.eps]
-    for tensor in (norm.running_mean, norm.running_var, norm.weight,
-                   norm.bias, norm.num_batches_tracked):
-        if tensor is None:
-            state.append(None)
-        elif tensor.is_inference():
-            return None
-        else:
-            state.append((tensor.data_ptr(), tensor.dtype, tensor._version))
-    return tuple(state)
+    # (The module's dicts directly: this runs once per layer and forward,
+    # and module attribute lookup costs as much as the rest.)
+    buffers, params = norm._buffers, norm._parameters
+    try:
+        return (norm.eps, ) + tuple(
+            None if tensor is None else
+            (tensor.data_ptr(), tensor.dtype, tensor._version)
+            for tensor in (buffers.get('running_mean'),
+                           buffers.get('running_var'), params.get('weight'),
+                           params.get('bias'),
+                           buffers.get('num_batches_tracked')))
+    except RuntimeError:  # an inference tensor has no version counter
+        return None
 
 
 class BatchNormAffineCache:
