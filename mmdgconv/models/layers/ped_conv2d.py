@@ -307,13 +307,8 @@ class PEDConv2d(nn.Conv2d):
         # A multiply then an add, not addcmul: its kernel runs 3-5x slower
         # than the two in-place passes, and with autograd its backward is
         # slower too (paired timings at batch 1 and 8, ResNet-50 shapes).
-        if torch.is_grad_enabled() or torch.jit.is_tracing():
-            out = out * scale
-            return out if bias is None else out + _per_channel(
-                bias, out.dtype)
-        out = out.mul_(scale)
-        return out if bias is None else out.add_(_per_channel(
-            bias, out.dtype))
+        out = out * scale if torch.is_grad_enabled() else out.mul_(scale)
+        return PEDConv2d._add_bias(out, bias)
 
     def _with_affine(self, gamma: Tensor, affine):
         """gamma and the bias once ``affine`` (``scale, shift`` per output
@@ -397,8 +392,8 @@ class PEDConv2d(nn.Conv2d):
         shape's form (:meth:`_batch1_plan`).
         """
         if x.shape[0] == 1 and self._eager_inference(x):
-            form, (out_h, out_w), area = self._batch1_plan(x)
-            factors = self._batch1_factors(x, area)
+            form, (out_h, out_w) = self._batch1_plan(x)
+            factors = self._batch1_factors(x)
         else:
             factors = self._sampled_factors(x).split(self.factor_sizes, dim=1)
             out_h, out_w = self._output_size(x)
@@ -473,9 +468,9 @@ class PEDConv2d(nn.Conv2d):
                     or torch.is_autocast_enabled(x.device.type)
                     or x.dtype != self.squeeze.weight.dtype)
 
-    def _batch1_plan(self, x: Tensor) -> Tuple[str, Tuple[int, int], int]:
-        """The form (:meth:`_rank1_form`), output size and input area of a
-        batch-1 eager forward, kept per input shape: at batch 1 these few
+    def _batch1_plan(self, x: Tensor) -> Tuple[str, Tuple[int, int]]:
+        """The form (:meth:`_rank1_form`) and output size of a batch-1
+        eager forward, kept per input shape: at batch 1 these few
         dozen Python steps cost as much as a small op, in every layer and
         call (paired A/B runs of PED-ResNet-50 at batch 1)."""
         # (__dict__ directly: module attribute lookup is slow, and a module
@@ -486,18 +481,18 @@ class PEDConv2d(nn.Conv2d):
         if plan is None or plan[0] is not tuning:
             out_size = self._output_size(x)
             form = self._rank1_form(x, out_size[0] * out_size[1], tuning)
-            plan = plans[x.shape] = (tuning, form, out_size,
-                                     max(x.shape[2] * x.shape[3], 1))
+            plan = plans[x.shape] = (tuning, form, out_size)
         return plan[1:]
 
-    def _batch1_factors(self, x: Tensor, area: int) -> Tuple[Tensor, ...]:
+    def _batch1_factors(self, x: Tensor) -> Tuple[Tensor, ...]:
         """gamma, phi and psi of one sample at eager inference, each (1, n):
         :meth:`_generate` as two matrix-vector products, which read the
         generator weights as they are stored (a one-row GEMM packs them
         first)."""
         squeeze, heads = self.squeeze, self.heads
         hidden = torch.addmv(squeeze.bias, squeeze.weight,
-                             x[0].sum((1, 2)), alpha=1 / area)
+                             x[0].sum((1, 2)),
+                             alpha=1 / max(x.shape[2] * x.shape[3], 1))
         logits = torch.addmv(heads.bias, heads.weight, hidden.relu_())
         return logits.sigmoid_()[None].split_with_sizes(self.factor_sizes, 1)
 
