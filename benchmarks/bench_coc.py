@@ -106,7 +106,8 @@ def main():
             STATIC: build_detector(device=args.device),
             COC: build_detector(DETECTOR_CONFIG, device=args.device),
         }))
-    report(measure(tasks, args.repeats), None, list(models), args, 'coc')
+    times = measure(tasks, args.repeats, args.min_seconds)
+    report(times, None, list(models), args, 'coc')
 
 
 if __name__ == '__main__':

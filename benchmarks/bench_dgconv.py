@@ -199,7 +199,8 @@ def main():
         tasks.update(detector_train_tasks(
             {name: build_detector_of(name, args.device) for name in ours},
             optimizer_for=sgd_holding_gates))
-    report(measure(tasks, args.repeats), peaks, names, args, 'dgconv')
+    times = measure(tasks, args.repeats, args.min_seconds)
+    report(times, peaks, names, args, 'dgconv')
 
 
 if __name__ == '__main__':

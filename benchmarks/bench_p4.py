@@ -35,8 +35,9 @@ from mmdet.models.backbones import ResNet
 
 from common import (REPO, Classifier, benchmark_parser, build_detector,
                     compiled_train_tasks, detector_train_tasks, format_table,
-                    measure, onnxruntime_tasks, run_description, setup,
-                    standard_tasks, update_readme)
+                    measure, onnxruntime_tasks, rounds_description,
+                    run_description, setup, standard_tasks,
+                    update_readme)
 
 from mmdgconv.models import P4ResNet  # noqa: I100
 from mmdgconv.models.layers import P4ConvP4, P4ConvZ2
@@ -84,12 +85,16 @@ def layer_tasks(batch, device):
 def main():
     args = benchmark_parser(__doc__.splitlines()[0], repeats=7).parse_args()
     setup(args)
-    header = (f'{run_description(args)}, median of {args.repeats}; ratios '
-              'to the first column, paired round by round')
-    layer_table = format_table(measure(layer_tasks(8, args.device),
-                                       args.repeats), None,
-                               ['plain conv', 'p4 conv'],
-                               header + ', batch 8')
+
+    def header(times):
+        return (f'{run_description(args)}, median of '
+                f'{rounds_description(times)} rounds; ratios to the first '
+                'column, paired round by round')
+
+    times = measure(layer_tasks(8, args.device), args.repeats,
+                    args.min_seconds)
+    layer_table = format_table(times, None, ['plain conv', 'p4 conv'],
+                               header(times) + ', batch 8')
     print(layer_table)
     args_ = dict(depth=50, out_indices=(3, ), norm_eval=False)
     models = {
@@ -110,9 +115,10 @@ def main():
             STOCK: build_detector(device=args.device),
             P4: build_detector(DETECTOR_CONFIG, device=args.device),
         }))
+    times = measure(tasks, args.repeats, args.min_seconds)
     backbone_table = format_table(
-        measure(tasks, args.repeats), None,
-        list(models), header + f', {args.size}x{args.size}')
+        times, None, list(models),
+        header(times) + f', {args.size}x{args.size}')
     print(backbone_table)
     if args.update_readme:
         update_readme(layer_table + '\n\n' + backbone_table, 'p4')

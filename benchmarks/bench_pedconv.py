@@ -91,7 +91,8 @@ def main():
             STATIC: build_detector(device=args.device),
             PED: build_detector(DETECTOR_CONFIG, device=args.device),
         }))
-    report(measure(tasks, args.repeats), None, names, args, 'pedconv')
+    times = measure(tasks, args.repeats, args.min_seconds)
+    report(times, None, names, args, 'pedconv')
 
 
 if __name__ == '__main__':

@@ -292,10 +292,17 @@ def detector_train_tasks(detectors: Dict[str, nn.Module], batch: int = 2,
 
 
 def measure(tasks: Dict[str, Dict[str, Callable[[], None]]],
-            repeats: int) -> Dict[str, Dict[str, List[float]]]:
+            repeats: int,
+            min_seconds: float = 0.0) -> Dict[str, Dict[str, List[float]]]:
     """Seconds per run, interleaving the models round by round so that any
     drift of the machine affects them alike; one warm-up run each. On
-    CUDA each run is timed to its completion (synchronised)."""
+    CUDA each run is timed to its completion (synchronised).
+
+    Every task runs ``repeats`` rounds, then more until its rounds have
+    taken ``min_seconds`` in all: a cheap row (inference at batch 1) gets
+    many rounds for about the time one round of a train step takes, and
+    the median of its paired ratios is the steadier for it.
+    """
     def synchronize():
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.synchronize()
@@ -306,14 +313,25 @@ def measure(tasks: Dict[str, Dict[str, Callable[[], None]]],
         for run in runners.values():
             run()
         times[task] = {name: [] for name in runners}
-        for _ in range(repeats):
+        rounds, elapsed = 0, 0.0
+        while rounds < repeats or elapsed < min_seconds:
+            round_start = time.perf_counter()
             for name, run in runners.items():
                 synchronize()
                 start = time.perf_counter()
                 run()
                 synchronize()
                 times[task][name].append(time.perf_counter() - start)
+            elapsed += time.perf_counter() - round_start
+            rounds += 1
     return times
+
+
+def rounds_description(times: Dict[str, Dict[str, List[float]]]) -> str:
+    """How many rounds the rows of ``times`` ran: 'N' or 'N to M'."""
+    counts = sorted({len(t) for row in times.values() for t in row.values()})
+    return str(counts[0]) if len(counts) == 1 else \
+        f'{counts[0]} to {counts[-1]}'
 
 
 def _status_kib(field: str) -> int:
@@ -475,6 +493,10 @@ def benchmark_parser(description: str,
     """The options every benchmark script takes."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--repeats', type=int, default=repeats)
+    parser.add_argument(
+        '--min-seconds', type=float, default=15.0,
+        help='keep adding rounds to a row until its rounds took this long '
+        '(cheap rows then get more rounds than --repeats)')
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--update-readme', action='store_true')
@@ -521,8 +543,8 @@ def report(times, peaks, names, args, key: str, baseline: str = None) -> str:
     table = format_table(
         times, peaks, names,
         f'{run_description(args)}, {args.size}x{args.size}, median of '
-        f'{args.repeats}; ratios to {baseline or names[0]}, paired round by '
-        'round')
+        f'{rounds_description(times)} rounds; ratios to '
+        f'{baseline or names[0]}, paired round by round')
     print(table)
     if args.update_readme:
         update_readme(table, key)

@@ -73,6 +73,25 @@ def test_task_tables_hold_every_row():
     assert all(len(t) == 2 for row in times.values() for t in row.values())
 
 
+def test_cheap_rows_get_rounds_until_the_time_floor():
+    """Every row runs ``repeats`` rounds; one whose rounds are quicker than
+    ``min_seconds`` gets more, all its models alike."""
+    import time
+    slow = {'a': lambda: time.sleep(0.03), 'b': lambda: time.sleep(0.03)}
+    cheap = {'a': lambda: None, 'b': lambda: time.sleep(0.001)}
+    times = common.measure({'slow': slow, 'cheap': cheap}, 2,
+                           min_seconds=0.05)
+    assert [len(t) for t in times['slow'].values()] == [2, 2]
+    counts = [len(t) for t in times['cheap'].values()]
+    assert counts[0] == counts[1] > 2
+    assert sum(times['cheap']['b']) >= 0.001 * counts[1]
+    assert common.rounds_description(times) == f'2 to {counts[0]}'
+    assert common.rounds_description({'slow': times['slow']}) == '2'
+    # without a floor, exactly ``repeats``
+    times = common.measure({'cheap': cheap}, 3)
+    assert [len(t) for t in times['cheap'].values()] == [3, 3]
+
+
 def test_onnxruntime_rows_run_the_exported_models(tmp_path, monkeypatch):
     """Each row's callable runs the model's graph in onnxruntime: its outputs
     are PyTorch's; the scratch folder is gone afterwards."""
