@@ -361,7 +361,10 @@ class PEDConv2d(nn.Conv2d):
             return out if affine is None else self._scale_output(
                 out, affine[0], affine[1])
         if self.rank == 1 and self.mode == 'multiplicative':
-            out = self._forward_rank1(x, affine)
+            if x.shape[0] == 1 and self._eager_inference(x):
+                out = self._forward_batch1(x, affine)
+            else:
+                out = self._forward_rank1(x, affine)
         else:
             kernels = self.sample_kernels(self.factors(x))
             if x.shape[0] == 1:  # one kernel: an ordinary conv, no reshapes
@@ -388,18 +391,14 @@ class PEDConv2d(nn.Conv2d):
         often bound by memory traffic rather than arithmetic, and a fresh
         weight-sized tensor can cost as much as the conv's own pass over the
         weights. ``affine`` (see :meth:`forward_with_affine`) goes into
-        gamma and the bias. Eager inference at batch 1 keeps each input
-        shape's form (:meth:`_batch1_plan`).
+        gamma and the bias. Eager inference at batch 1 takes
+        :meth:`_forward_batch1`.
         """
-        if x.shape[0] == 1 and self._eager_inference(x):
-            form, (out_h, out_w) = self._batch1_plan(x)
-            factors = self._batch1_factors(x)
-        else:
-            factors = self._sampled_factors(x).split(self.factor_sizes, dim=1)
-            out_h, out_w = self._output_size(x)
-            form = self._rank1_form(x, out_h * out_w, tuning_for(x.device))
         # (B, C_out), (B, C_in / groups), (B, kh * kw)
-        gamma, phi, psi = factors
+        gamma, phi, psi = self._sampled_factors(x).split(self.factor_sizes,
+                                                         dim=1)
+        out_h, out_w = self._output_size(x)
+        form = self._rank1_form(x, out_h * out_w, tuning_for(x.device))
         gamma, bias = self._with_affine(gamma, affine)
         batch = x.shape[0]
         if form in ('folded', 'input_folded'):
@@ -458,6 +457,47 @@ class PEDConv2d(nn.Conv2d):
                                                  *self.kernel_size))
         return self._scale_output(out, gamma, bias)
 
+    def _forward_batch1(self, x: Tensor, affine) -> Tensor:
+        """:meth:`_forward_rank1` for one sample at eager inference: the
+        same forms and arithmetic, with the input shape's form kept
+        (:meth:`_batch1_plan`), the factors as vectors, and as few Python
+        steps as it takes: at batch 1 the Python around a layer's small ops
+        costs as much as the ops (paired A/B runs of PED-ResNet-50)."""
+        form, (out_h, out_w) = self._batch1_plan(x)
+        weight, bias = self._parameters['weight'], self._parameters['bias']
+        gamma, phi, psi = self._batch1_factors(x)
+        if affine is not None:
+            scale, shift = affine
+            gamma = gamma * scale
+            bias = shift if bias is None else torch.addcmul(
+                shift, bias, scale)
+        if form in ('folded', 'input_folded'):
+            # phi and psi as one scale of whole weight rows, as in
+            # _forward_rank1
+            in_scale = torch.outer(phi, psi).view(weight.shape[1:])
+            if form == 'folded':
+                kernel = weight * gamma.view(-1, 1, 1, 1)
+                return self._conv_forward(x, kernel.mul_(in_scale), bias)
+            out = self._conv_forward(x, weight * in_scale, None)
+        elif form == 'columns':
+            columns = self._scaled_columns(x, (phi[:, None] * psi)[None],
+                                           (out_h, out_w))
+            out = F.conv2d(columns.view(1, -1, out_h, out_w),
+                           weight.reshape(self.out_channels, -1, 1, 1))
+        else:  # 'scaled'
+            if self.groups > 1:
+                phi = phi.repeat(self.groups)
+            x = x * _per_channel(phi, x.dtype)
+            if self.kernel_size == (1, 1):  # psi is one scalar
+                out = self._conv_forward(x, weight, None)
+                gamma = gamma * psi
+            else:
+                out = self._conv_forward(
+                    x, weight * psi.view(self.kernel_size), None)
+        out.mul_(_per_channel(gamma, out.dtype))
+        return out if bias is None else out.add_(
+            _per_channel(bias, out.dtype))
+
     def _eager_inference(self, x: Tensor) -> bool:
         """Whether this forward is plain eager inference: no autograd,
         noise, autocast, tracing or compiling, and ``x`` in the generator's
@@ -466,7 +506,8 @@ class PEDConv2d(nn.Conv2d):
                     or torch.jit.is_tracing()
                     or torch.compiler.is_compiling()
                     or torch.is_autocast_enabled(x.device.type)
-                    or x.dtype != self.squeeze.weight.dtype)
+                    or x.dtype !=
+                    self._modules['squeeze']._parameters['weight'].dtype)
 
     def _batch1_plan(self, x: Tensor) -> Tuple[str, Tuple[int, int]]:
         """The form (:meth:`_rank1_form`) and output size of a batch-1
@@ -485,16 +526,19 @@ class PEDConv2d(nn.Conv2d):
         return plan[1:]
 
     def _batch1_factors(self, x: Tensor) -> Tuple[Tensor, ...]:
-        """gamma, phi and psi of one sample at eager inference, each (1, n):
+        """gamma, phi and psi of one sample at eager inference, vectors:
         :meth:`_generate` as two matrix-vector products, which read the
         generator weights as they are stored (a one-row GEMM packs them
         first)."""
-        squeeze, heads = self.squeeze, self.heads
-        hidden = torch.addmv(squeeze.bias, squeeze.weight,
+        # (the modules' dicts directly: at batch 1 each module attribute
+        # lookup costs a third of a small op)
+        squeeze = self._modules['squeeze']._parameters
+        heads = self._modules['heads']._parameters
+        hidden = torch.addmv(squeeze['bias'], squeeze['weight'],
                              x[0].sum((1, 2)),
                              alpha=1 / max(x.shape[2] * x.shape[3], 1))
-        logits = torch.addmv(heads.bias, heads.weight, hidden.relu_())
-        return logits.sigmoid_()[None].split_with_sizes(self.factor_sizes, 1)
+        logits = torch.addmv(heads['bias'], heads['weight'], hidden.relu_())
+        return logits.sigmoid_().split_with_sizes(self.factor_sizes)
 
     def _rank1_form(self, x: Tensor, out_pixels: int, tuning) -> str:
         """How a rank-1 multiplicative forward applies its factors, by the

@@ -1,3 +1,6 @@
+import copy
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -212,6 +215,22 @@ RANK1_CASES = [
     dict(in_channels=64, out_channels=64, kernel_size=1),
 ]
 
+#: Device tunings the rank-1 tests run under: this CPU's, the plain one,
+#: and this CPU's with the column form at batch 1 for any weight (the test
+#: layers are far below the threshold ResNet-50's layer4 reaches).
+TEST_TUNINGS = {
+    'cpu': None,
+    'plain': PLAIN,
+    'batch1_columns': dataclasses.replace(
+        TUNINGS['cpu'], ped_batch1_columns_min_weight=0),
+}
+
+
+def _use_tuning(name, monkeypatch):
+    """Install the tuning ``name`` of :data:`TEST_TUNINGS` for the CPU."""
+    if TEST_TUNINGS[name] is not None:
+        monkeypatch.setitem(TUNINGS, 'cpu', TEST_TUNINGS[name])
+
 
 @pytest.mark.parametrize('batch', [1, 3])
 @pytest.mark.parametrize('case', RANK1_CASES)
@@ -251,15 +270,14 @@ def test_inference_paths_match_the_loop(case, batch):
 
 
 @pytest.mark.parametrize('case', RANK1_CASES + CASES[:4])
-@pytest.mark.parametrize('device_tuning', ['cpu', 'plain'])
+@pytest.mark.parametrize('device_tuning', list(TEST_TUNINGS))
 def test_batch1_inference_path_follows_shape_and_tuning(
         case, device_tuning, monkeypatch):
     """Eager batch-1 inference keeps each input shape's form and takes the
     factors from matrix-vector products: every form it picks gives the
     loop's output, and a new input shape or tuning gets its own form."""
-    other = PLAIN if device_tuning == 'cpu' else TUNINGS['cpu']
-    if device_tuning == 'plain':
-        monkeypatch.setitem(TUNINGS, 'cpu', PLAIN)
+    other = PLAIN if device_tuning != 'plain' else TUNINGS['cpu']
+    _use_tuning(device_tuning, monkeypatch)
     torch.manual_seed(6)
     layer = PEDConv2d(reduction=4, **case).eval()
     _randomise_generator(layer)
@@ -270,6 +288,12 @@ def test_batch1_inference_path_follows_shape_and_tuning(
             torch.testing.assert_close(layer(x), loop_reference(layer, x),
                                        rtol=1e-5, atol=1e-5)
         assert set(layer._batch1_plans) == {inputs[0].shape, inputs[1].shape}
+        # a channels-last model (its kernels too) on a channels-last input
+        x = inputs[0].to(memory_format=torch.channels_last)
+        expected = loop_reference(layer, x)
+        out = copy.deepcopy(layer).to(memory_format=torch.channels_last)(x)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        assert out.is_contiguous(memory_format=torch.channels_last)
         monkeypatch.setitem(TUNINGS, 'cpu', other)
         torch.testing.assert_close(layer(inputs[0]),
                                    loop_reference(layer, inputs[0]),
@@ -323,14 +347,13 @@ def test_torch_compile_matches_eager():
 @pytest.mark.parametrize('grad', [False, True])
 @pytest.mark.parametrize('batch', [1, 3])
 @pytest.mark.parametrize('case', RANK1_CASES + CASES[5:])
-@pytest.mark.parametrize('device_tuning', ['cpu', 'plain'])
+@pytest.mark.parametrize('device_tuning', list(TEST_TUNINGS))
 def test_forward_with_affine_is_the_layer_then_the_affine(
         case, batch, grad, device_tuning, monkeypatch):
     """``forward_with_affine(x, scale, shift) == layer(x) * scale + shift``
     on every form, and with autograd its gradients too (input, layer
     parameters, scale and shift)."""
-    if device_tuning == 'plain':
-        monkeypatch.setitem(TUNINGS, 'cpu', PLAIN)
+    _use_tuning(device_tuning, monkeypatch)
     torch.manual_seed(4)
     layer = PEDConv2d(reduction=4, **case).eval()
     _randomise_generator(layer)
