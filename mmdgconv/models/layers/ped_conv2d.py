@@ -26,6 +26,15 @@ def _per_channel(values: Tensor, dtype: torch.dtype) -> Tensor:
     return values.view(*values.shape, 1, 1)
 
 
+def _parameter(module: nn.Module, name: str) -> Optional[Tensor]:
+    """``getattr(module, name)``, read from the module's own parameters
+    where it is one: at batch 1 nn.Module's attribute lookup costs a third
+    of a small op. (Pruned and parametrized modules keep such a tensor
+    elsewhere; it is then looked up as usual.)"""
+    params = module._parameters
+    return params[name] if name in params else getattr(module, name)
+
+
 @register_conv_layer('PEDConv')
 class PEDConv2d(nn.Conv2d):
     """Dynamic conv whose kernel is modulated per sample by a rank-R tensor.
@@ -464,7 +473,7 @@ class PEDConv2d(nn.Conv2d):
         steps as it takes: at batch 1 the Python around a layer's small ops
         costs as much as the ops (paired A/B runs of PED-ResNet-50)."""
         form, (out_h, out_w) = self._batch1_plan(x)
-        weight, bias = self._parameters['weight'], self._parameters['bias']
+        weight, bias = _parameter(self, 'weight'), _parameter(self, 'bias')
         gamma, phi, psi = self._batch1_factors(x)
         if affine is not None:
             scale, shift = affine
@@ -506,8 +515,8 @@ class PEDConv2d(nn.Conv2d):
                     or torch.jit.is_tracing()
                     or torch.compiler.is_compiling()
                     or torch.is_autocast_enabled(x.device.type)
-                    or x.dtype !=
-                    self._modules['squeeze']._parameters['weight'].dtype)
+                    or x.dtype != _parameter(self._modules['squeeze'],
+                                             'weight').dtype)
 
     def _batch1_plan(self, x: Tensor) -> Tuple[str, Tuple[int, int]]:
         """The form (:meth:`_rank1_form`) and output size of a batch-1
@@ -530,14 +539,12 @@ class PEDConv2d(nn.Conv2d):
         :meth:`_generate` as two matrix-vector products, which read the
         generator weights as they are stored (a one-row GEMM packs them
         first)."""
-        # (the modules' dicts directly: at batch 1 each module attribute
-        # lookup costs a third of a small op)
-        squeeze = self._modules['squeeze']._parameters
-        heads = self._modules['heads']._parameters
-        hidden = torch.addmv(squeeze['bias'], squeeze['weight'],
-                             x[0].sum((1, 2)),
+        squeeze, heads = self._modules['squeeze'], self._modules['heads']
+        hidden = torch.addmv(_parameter(squeeze, 'bias'),
+                             _parameter(squeeze, 'weight'), x[0].sum((1, 2)),
                              alpha=1 / max(x.shape[2] * x.shape[3], 1))
-        logits = torch.addmv(heads['bias'], heads['weight'], hidden.relu_())
+        logits = torch.addmv(_parameter(heads, 'bias'),
+                             _parameter(heads, 'weight'), hidden.relu_())
         return logits.sigmoid_().split_with_sizes(self.factor_sizes)
 
     def _rank1_form(self, x: Tensor, out_pixels: int, tuning) -> str:

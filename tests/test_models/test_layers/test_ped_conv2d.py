@@ -304,6 +304,23 @@ def test_batch1_inference_path_follows_shape_and_tuning(
         assert form == layer._rank1_form(inputs[0], out_h * out_w, other)
 
 
+def test_batch1_inference_path_with_pruned_and_parametrized_weights():
+    """Where pruning or a parametrization keeps a weight outside the
+    module's parameters, the batch-1 path uses the weight in effect."""
+    from torch.nn.utils import parametrizations, prune
+    torch.manual_seed(8)
+    layer = PEDConv2d(8, 8, 3, padding=1, reduction=4).eval()
+    _randomise_generator(layer)
+    prune.random_unstructured(layer, 'weight', amount=0.5)
+    parametrizations.weight_norm(layer.squeeze)
+    with torch.no_grad():
+        layer.squeeze.parametrizations.weight.original0.mul_(3)
+        x = torch.randn(1, 8, 5, 5)
+        torch.testing.assert_close(layer(x), loop_reference(layer, x),
+                                   rtol=1e-5, atol=1e-5)
+    assert list(layer._batch1_plans) == [x.shape]
+
+
 def test_batch1_inference_path_only_for_plain_eager_inference():
     """Training (noise), autograd, autocast and a second input dtype take
     the general path, whose results they need."""
