@@ -323,11 +323,11 @@ class PEDConv2d(nn.Conv2d):
         """gamma and the bias once ``affine`` (``scale, shift`` per output
         channel, applied after the layer) is folded in: ``gamma * scale``
         and ``bias * scale + shift``."""
+        bias = _parameter(self, 'bias')
         if affine is None:
-            return gamma, self.bias
+            return gamma, bias
         scale, shift = affine
-        bias = shift if self.bias is None else torch.addcmul(
-            shift, self.bias, scale)
+        bias = shift if bias is None else torch.addcmul(shift, bias, scale)
         return gamma * scale, bias
 
     def forward(self, x: Tensor) -> Tensor:
@@ -404,24 +404,48 @@ class PEDConv2d(nn.Conv2d):
         :meth:`_forward_batch1`.
         """
         # (B, C_out), (B, C_in / groups), (B, kh * kw)
-        gamma, phi, psi = self._sampled_factors(x).split(self.factor_sizes,
-                                                         dim=1)
-        out_h, out_w = self._output_size(x)
-        form = self._rank1_form(x, out_h * out_w, tuning_for(x.device))
+        factors = self._sampled_factors(x).split(self.factor_sizes, dim=1)
+        out_size = self._output_size(x)
+        form = self._rank1_form(x, out_size[0] * out_size[1],
+                                tuning_for(x.device))
+        return self._apply_rank1(x, form, out_size, factors, affine)
+
+    def _forward_batch1(self, x: Tensor, affine) -> Tensor:
+        """:meth:`_forward_rank1` for one sample at eager inference, in
+        fewer Python steps: the input shape's form is kept
+        (:meth:`_batch1_plan`) and the factors come as vectors from two
+        matrix-vector products (:meth:`_batch1_factors`). At batch 1 the
+        Python around a layer's small ops costs as much as the ops (paired
+        A/B runs of PED-ResNet-50)."""
+        form, out_size = self._batch1_plan(x)
+        return self._apply_rank1(x, form, out_size, self._batch1_factors(x),
+                                 affine)
+
+    def _apply_rank1(self, x: Tensor, form: str, out_size: Tuple[int, int],
+                     factors: Tuple[Tensor, ...], affine) -> Tensor:
+        """The rank-1 forward in the form ``form`` (:meth:`_rank1_form`).
+
+        ``factors`` are gamma, phi and psi, each (B, n), or at batch 1
+        vectors (n,): the forms that batch 1 takes read them either way.
+        """
+        gamma, phi, psi = factors
         gamma, bias = self._with_affine(gamma, affine)
         batch = x.shape[0]
+        out_h, out_w = out_size
+        weight = _parameter(self, 'weight')
         if form in ('folded', 'input_folded'):
             # phi and psi (the kernel's input side) as one (C_in / groups,
             # kh, kw) scale: a product over whole contiguous rows of the
             # weight. (psi alone would broadcast over the last kh x kw
             # elements, a much slower loop.)
-            in_scale = torch.outer(phi[0], psi[0]).view(self.weight.shape[1:])
+            in_scale = torch.outer(phi.view(-1),
+                                   psi.view(-1)).view(weight.shape[1:])
             if form == 'input_folded':  # gamma then scales the output
                 return self._scale_output(
-                    self._conv_forward(x, self.weight * in_scale, None),
-                    gamma, bias)
+                    self._conv_forward(x, weight * in_scale, None), gamma,
+                    bias)
             # One small kernel with every factor folded in.
-            kernel = self.weight * gamma[0].view(-1, 1, 1, 1)
+            kernel = weight * gamma.view(-1, 1, 1, 1)
             # In place when nothing needs the product's input for backward.
             kernel = kernel * in_scale if torch.is_grad_enabled() \
                 else kernel.mul_(in_scale)
@@ -429,7 +453,7 @@ class PEDConv2d(nn.Conv2d):
         if form == 'matmul':
             # A 1x1 layer with small weights and large activations: every
             # sample's own (C_out, C_in) matrix, one batched GEMM.
-            kernels = self.weight.reshape(1, self.out_channels, -1) * (
+            kernels = weight.reshape(1, self.out_channels, -1) * (
                 (gamma * psi)[:, :, None] * phi[:, None, :])
             if self.stride != (1, 1):
                 x = x[:, :, ::self.stride[0], ::self.stride[1]]
@@ -439,8 +463,9 @@ class PEDConv2d(nn.Conv2d):
                 out.reshape(batch, self.out_channels, out_h, out_w), bias)
         if form == 'columns':
             columns = self._scaled_columns(
-                x, phi[:, :, None] * psi[:, None], (out_h, out_w))
-            weight = self.weight.reshape(self.out_channels, -1)
+                x, phi.view(batch, -1, 1) * psi.view(batch, 1, -1),
+                (out_h, out_w))
+            weight = weight.reshape(self.out_channels, -1)
             if torch.compiler.is_compiling():
                 # inductor does better with the GEMM (bench_pedconv.py's
                 # compiled rows, paired A/B)
@@ -455,57 +480,15 @@ class PEDConv2d(nn.Conv2d):
         else:
             x = x * _per_channel(self._per_input_channel(phi), x.dtype)
             if self.kernel_size == (1, 1):  # psi is one scalar per sample
-                out = self._conv_forward(x, self.weight, None)
+                out = self._conv_forward(x, weight, None)
                 gamma = gamma * psi
             elif batch == 1:
                 out = self._conv_forward(
-                    x, self.weight * psi.reshape(self.kernel_size), None)
+                    x, weight * psi.reshape(self.kernel_size), None)
             else:
                 out = self._per_sample_conv(
-                    x, self.weight * psi.reshape(batch, 1, 1,
-                                                 *self.kernel_size))
+                    x, weight * psi.reshape(batch, 1, 1, *self.kernel_size))
         return self._scale_output(out, gamma, bias)
-
-    def _forward_batch1(self, x: Tensor, affine) -> Tensor:
-        """:meth:`_forward_rank1` for one sample at eager inference: the
-        same forms and arithmetic, with the input shape's form kept
-        (:meth:`_batch1_plan`), the factors as vectors, and as few Python
-        steps as it takes: at batch 1 the Python around a layer's small ops
-        costs as much as the ops (paired A/B runs of PED-ResNet-50)."""
-        form, (out_h, out_w) = self._batch1_plan(x)
-        weight, bias = _parameter(self, 'weight'), _parameter(self, 'bias')
-        gamma, phi, psi = self._batch1_factors(x)
-        if affine is not None:
-            scale, shift = affine
-            gamma = gamma * scale
-            bias = shift if bias is None else torch.addcmul(
-                shift, bias, scale)
-        if form in ('folded', 'input_folded'):
-            # phi and psi as one scale of whole weight rows, as in
-            # _forward_rank1
-            in_scale = torch.outer(phi, psi).view(weight.shape[1:])
-            if form == 'folded':
-                kernel = weight * gamma.view(-1, 1, 1, 1)
-                return self._conv_forward(x, kernel.mul_(in_scale), bias)
-            out = self._conv_forward(x, weight * in_scale, None)
-        elif form == 'columns':
-            columns = self._scaled_columns(x, (phi[:, None] * psi)[None],
-                                           (out_h, out_w))
-            out = F.conv2d(columns.view(1, -1, out_h, out_w),
-                           weight.reshape(self.out_channels, -1, 1, 1))
-        else:  # 'scaled'
-            if self.groups > 1:
-                phi = phi.repeat(self.groups)
-            x = x * _per_channel(phi, x.dtype)
-            if self.kernel_size == (1, 1):  # psi is one scalar
-                out = self._conv_forward(x, weight, None)
-                gamma = gamma * psi
-            else:
-                out = self._conv_forward(
-                    x, weight * psi.view(self.kernel_size), None)
-        out.mul_(_per_channel(gamma, out.dtype))
-        return out if bias is None else out.add_(
-            _per_channel(bias, out.dtype))
 
     def _eager_inference(self, x: Tensor) -> bool:
         """Whether this forward is plain eager inference: no autograd,
@@ -591,5 +574,6 @@ class PEDConv2d(nn.Conv2d):
         return 'scaled'
 
     def _per_input_channel(self, phi: Tensor) -> Tensor:
-        """phi (B, C_in / groups) spread over all C_in input channels."""
-        return phi if self.groups == 1 else phi.repeat(1, self.groups)
+        """phi (B, C_in / groups), or a vector, spread over all C_in input
+        channels."""
+        return phi if self.groups == 1 else phi.tile((self.groups, ))
