@@ -52,6 +52,32 @@ def bundle_mim_content():
             shutil.copyfile(source, target)
 
 
+def extensions():
+    """The compiled operators in ``mmdgconv/csrc`` (``mmdgconv._ext``).
+    Skipped, leaving their Python paths to run, where torch is not
+    importable (an isolated build) or ``MMDGCONV_WITH_EXT=0``."""
+    if os.environ.get('MMDGCONV_WITH_EXT', '1') == '0':
+        return {}
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        print('mmdgconv: torch is not importable here, so the compiled '
+              'operators (mmdgconv._ext) are not built; build without '
+              'isolation (pip install --no-build-isolation) to get them')
+        return {}
+    sources = sorted(
+        osp.join('mmdgconv', 'csrc', name)
+        for name in os.listdir(osp.join(REPO, 'mmdgconv', 'csrc'))
+        if name.endswith('.cpp'))
+    # C++20: torch 2.14's headers need it.
+    extension = CppExtension(
+        'mmdgconv._ext', sources, extra_compile_args=[
+            '-O3', '-std=c++20', '-g0'],
+        extra_link_args=['-s'])
+    return dict(ext_modules=[extension],
+                cmdclass={'build_ext': BuildExtension})
+
+
 bundle_mim_content()
 setup(
     name='mmdgconv',
@@ -69,4 +95,5 @@ setup(
         'mmpretrain==1.2.0', 'mmaction2==1.2.0'
     ],
     license='Apache-2.0',
-    zip_safe=False)
+    zip_safe=False,
+    **extensions())

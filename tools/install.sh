@@ -116,14 +116,24 @@ if ! mim_ok; then
   "${PIP[@]}" click colorama model-index pandas requests rich tabulate
 fi
 
-# 5. The package itself, editable. Checked from a neutral directory, so the
-#    source tree in the working directory cannot mask a missing install.
-#    The install also links configs/, tools/ and model-index.yml into
-#    mmdgconv/.mim (setup.py), where mmengine and mim look for them.
-if ! (cd / && "$PY" -c 'import mmdgconv, sys; sys.exit(0 if mmdgconv.__file__.startswith(sys.argv[1]) else 1)' \
-      "$ROOT/mmdgconv") >/dev/null 2>&1 || [ ! -e "$ROOT/mmdgconv/.mim/configs" ]; then
-  log "installing mmdgconv (editable)"
-  "${PIP[@]}" --no-build-isolation --no-deps -e "$ROOT"
+# 5. The package itself, editable, with its compiled operators
+#    (mmdgconv/csrc -> mmdgconv/_ext*.so, about a minute). Checked from a
+#    neutral directory, so the source tree in the working directory cannot
+#    mask a missing install; rebuilt when a C++ source is newer than the
+#    built library. The install also links configs/, tools/ and
+#    model-index.yml into mmdgconv/.mim (setup.py), where mmengine and mim
+#    look for them. (--use-pep517: pip's legacy `setup.py develop` would
+#    build in an isolated environment without torch.)
+ext_current() {
+  local lib; lib="$(ls "$ROOT"/mmdgconv/_ext*.so 2>/dev/null | head -n 1)"
+  [ -n "$lib" ] && [ -z "$(find "$ROOT/mmdgconv/csrc" -newer "$lib" -name '*.cpp')" ] \
+    && (cd / && "$PY" -c 'import torch, mmdgconv._ext') >/dev/null 2>&1
+}
+if ! (cd / && "$PY" -c 'import mmdgconv, os, sys; sys.exit(0 if os.path.realpath(mmdgconv.__file__).startswith(sys.argv[1]) else 1)' \
+      "$ROOT/mmdgconv") >/dev/null 2>&1 || [ ! -e "$ROOT/mmdgconv/.mim/configs" ] || ! ext_current; then
+  log "installing mmdgconv (editable, building mmdgconv._ext)"
+  "${PIP[@]}" --no-build-isolation --use-pep517 --no-deps -e "$ROOT"
+  ext_current || { log "ERROR: mmdgconv._ext was not built or does not import"; exit 1; }
 fi
 # mmengine (for `mmdgconv::` config paths) and mim look for the package at
 # <site-packages>/mmdgconv, beside its metadata, as the toolboxes' own

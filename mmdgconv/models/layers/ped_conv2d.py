@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmdgconv.compiled_ops import compiled_ops
 from mmdgconv.registry import register_conv_layer
 from .conv_checks import check_conv_args, check_input_channels
 from .tuning import tuning_for
@@ -412,14 +413,27 @@ class PEDConv2d(nn.Conv2d):
 
     def _forward_batch1(self, x: Tensor, affine) -> Tensor:
         """:meth:`_forward_rank1` for one sample at eager inference, in
-        fewer Python steps: the input shape's form is kept
-        (:meth:`_batch1_plan`) and the factors come as vectors from two
-        matrix-vector products (:meth:`_batch1_factors`). At batch 1 the
-        Python around a layer's small ops costs as much as the ops (paired
-        A/B runs of PED-ResNet-50)."""
-        form, out_size = self._batch1_plan(x)
-        return self._apply_rank1(x, form, out_size, self._batch1_factors(x),
-                                 affine)
+        fewer steps: the input shape's form is kept (:meth:`_batch1_plan`),
+        and the compiled ``ped_rank1_batch1`` (``mmdgconv/csrc``) runs the
+        generator and the form's ops from C++. At batch 1 Python's dispatch
+        of a layer's dozen small ops costs as much as their work (paired
+        A/B runs of PED-ResNet-50). Where that op is not built, or for
+        string padding and padding modes other than zeros, the same ops run
+        from Python: the factors as vectors from two matrix-vector products
+        (:meth:`_batch1_factors`), then :meth:`_apply_rank1`."""
+        form, out_size, compiled = self._batch1_plan(x)
+        ops = compiled_ops() if compiled else None
+        if ops is None:
+            return self._apply_rank1(x, form, out_size,
+                                     self._batch1_factors(x), affine)
+        squeeze, heads = self._modules['squeeze'], self._modules['heads']
+        scale, shift = (None, None) if affine is None else affine
+        return ops.ped_rank1_batch1(
+            x, _parameter(self, 'weight'), _parameter(self, 'bias'),
+            _parameter(squeeze, 'weight'), _parameter(squeeze, 'bias'),
+            _parameter(heads, 'weight'), _parameter(heads, 'bias'), scale,
+            shift, form, self.stride, self.padding, self.dilation,
+            self.groups, self.factor_sizes, out_size)
 
     def _apply_rank1(self, x: Tensor, form: str, out_size: Tuple[int, int],
                      factors: Tuple[Tensor, ...], affine) -> Tensor:
@@ -501,11 +515,12 @@ class PEDConv2d(nn.Conv2d):
                     or x.dtype != _parameter(self._modules['squeeze'],
                                              'weight').dtype)
 
-    def _batch1_plan(self, x: Tensor) -> Tuple[str, Tuple[int, int]]:
+    def _batch1_plan(self, x: Tensor) -> Tuple[str, Tuple[int, int], bool]:
         """The form (:meth:`_rank1_form`) and output size of a batch-1
-        eager forward, kept per input shape: at batch 1 these few
-        dozen Python steps cost as much as a small op, in every layer and
-        call (paired A/B runs of PED-ResNet-50 at batch 1)."""
+        eager forward, and whether the compiled op can run it (numeric zero
+        padding), kept per input shape: at batch 1 these few dozen Python
+        steps cost as much as a small op, in every layer and call (paired
+        A/B runs of PED-ResNet-50 at batch 1)."""
         # (__dict__ directly: module attribute lookup is slow, and a module
         # pickled before this attribute existed has none)
         plans = self.__dict__.setdefault('_batch1_plans', {})
@@ -514,7 +529,9 @@ class PEDConv2d(nn.Conv2d):
         if plan is None or plan[0] is not tuning:
             out_size = self._output_size(x)
             form = self._rank1_form(x, out_size[0] * out_size[1], tuning)
-            plan = plans[x.shape] = (tuning, form, out_size)
+            compiled = (self.padding_mode == 'zeros'
+                        and not isinstance(self.padding, str))
+            plan = plans[x.shape] = (tuning, form, out_size, compiled)
         return plan[1:]
 
     def _batch1_factors(self, x: Tensor) -> Tuple[Tensor, ...]:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
 from mmengine.registry import DefaultScope
 
-from mmdgconv.models.layers import PEDConv2d
+from mmdgconv.models.layers import PEDConv2d, ped_conv2d
 from mmdgconv.models.layers.tuning import PLAIN, TUNINGS
 
 
@@ -304,9 +304,13 @@ def test_batch1_inference_path_follows_shape_and_tuning(
         assert form == layer._rank1_form(inputs[0], out_h * out_w, other)
 
 
-def test_batch1_inference_path_with_pruned_and_parametrized_weights():
+@pytest.mark.parametrize('implementation', ['compiled', 'python'])
+def test_batch1_inference_path_with_pruned_and_parametrized_weights(
+        implementation, monkeypatch):
     """Where pruning or a parametrization keeps a weight outside the
     module's parameters, the batch-1 path uses the weight in effect."""
+    if implementation == 'python':
+        monkeypatch.setattr(ped_conv2d, 'compiled_ops', lambda: None)
     from torch.nn.utils import parametrizations, prune
     torch.manual_seed(8)
     layer = PEDConv2d(8, 8, 3, padding=1, reduction=4).eval()
@@ -319,6 +323,53 @@ def test_batch1_inference_path_with_pruned_and_parametrized_weights():
         torch.testing.assert_close(layer(x), loop_reference(layer, x),
                                    rtol=1e-5, atol=1e-5)
     assert list(layer._batch1_plans) == [x.shape]
+
+
+class _CallCounter:
+    """The compiled ops, counting calls of ``ped_rank1_batch1``."""
+
+    def __init__(self, ops):
+        self.ops, self.calls = ops, 0
+
+    def ped_rank1_batch1(self, *args):
+        self.calls += 1
+        return self.ops.ped_rank1_batch1(*args)
+
+
+@pytest.mark.parametrize('affine', [False, True])
+@pytest.mark.parametrize('case', RANK1_CASES + CASES[5:])
+@pytest.mark.parametrize('device_tuning', list(TEST_TUNINGS))
+def test_batch1_compiled_op_is_the_python_path_bit_for_bit(
+        case, device_tuning, affine, monkeypatch):
+    """The compiled ``ped_rank1_batch1`` runs the Python path's ATen ops in
+    the same order: the same bits, on every form, with and without an
+    affine; both equal the loop. String padding and other padding modes
+    stay in Python."""
+    from mmdgconv.compiled_ops import compiled_ops
+    _use_tuning(device_tuning, monkeypatch)
+    torch.manual_seed(9)
+    layer = PEDConv2d(reduction=4, **case).eval()
+    _randomise_generator(layer)
+    x = torch.randn(1, case['in_channels'], 6, 5)
+    args = (torch.rand(case['out_channels']) + 0.5,
+            torch.randn(case['out_channels'])) if affine else ()
+    counter = _CallCounter(compiled_ops())
+    forward = layer.forward_with_affine if affine else layer
+    with torch.no_grad():
+        expected = loop_reference(layer, x)
+        if affine:
+            expected = expected * args[0][:, None, None] + args[1][:, None,
+                                                                   None]
+        monkeypatch.setattr(ped_conv2d, 'compiled_ops', lambda: counter)
+        compiled = forward(x, *args)
+        monkeypatch.setattr(ped_conv2d, 'compiled_ops', lambda: None)
+        python = forward(x, *args)
+    compiles = (layer.padding_mode == 'zeros'
+                and not isinstance(layer.padding, str)
+                and layer.rank == 1 and layer.mode == 'multiplicative')
+    assert counter.calls == int(compiles)
+    assert torch.equal(compiled, python)
+    torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_batch1_inference_path_only_for_plain_eager_inference():
@@ -383,9 +434,11 @@ def test_forward_with_affine_is_the_layer_then_the_affine(
 
     if not grad:
         with torch.no_grad():
+            expected = loop_reference(layer, x) * scale[:, None, None] \
+                + shift[:, None, None]
             torch.testing.assert_close(
-                layer.forward_with_affine(x, scale, shift),
-                reference(x, scale, shift), rtol=1e-5, atol=1e-5)
+                layer.forward_with_affine(x, scale, shift), expected,
+                rtol=1e-5, atol=1e-5)
         return
     results = []
     for fn in (layer.forward_with_affine, reference):
