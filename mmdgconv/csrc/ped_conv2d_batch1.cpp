@@ -11,7 +11,10 @@
 // Python's dispatch of its dozen ops costs as much as their work; here they
 // are dispatched from C++. The Python layer picks the form and checks the
 // arguments; this file only computes.
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
+
+#include <algorithm>
 
 #include <string>
 #include <vector>
@@ -27,10 +30,48 @@ Tensor per_channel(const Tensor& values, at::ScalarType dtype) {
 }
 
 // ``out * scale + bias`` per channel, in place (a fresh conv output).
+// For a contiguous float or double output, one pass: a product then a sum,
+// each rounded, exactly as the two in-place ATen ops would compute them
+// (no FMA: baseline x86-64 code, and ISO C++ does not contract), but the
+// output is read and written once instead of twice.
 Tensor scale_output(Tensor out, const Tensor& scale,
                     const c10::optional<Tensor>& bias) {
-  out.mul_(per_channel(scale, out.scalar_type()));
-  if (bias.has_value()) out.add_(per_channel(*bias, out.scalar_type()));
+  const at::ScalarType dtype = out.scalar_type();
+  const bool one_pass =
+      (dtype == at::kFloat || dtype == at::kDouble) && out.is_contiguous() &&
+      scale.scalar_type() == dtype &&
+      (!bias.has_value() || bias->scalar_type() == dtype);
+  if (!one_pass) {
+    out.mul_(per_channel(scale, dtype));
+    if (bias.has_value()) out.add_(per_channel(*bias, dtype));
+    return out;
+  }
+  const Tensor scale_ = scale.contiguous();
+  const Tensor bias_ = bias.has_value() ? bias->contiguous() : Tensor();
+  const int64_t channels = out.size(1), pixels = out.size(2) * out.size(3);
+  AT_DISPATCH_FLOATING_TYPES(dtype, "ped_rank1_batch1_scale_output", [&] {
+    scalar_t* data = out.data_ptr<scalar_t>();
+    const scalar_t* scales = scale_.data_ptr<scalar_t>();
+    const scalar_t* shifts =
+        bias_.defined() ? bias_.data_ptr<scalar_t>() : nullptr;
+    const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE /
+                                                   std::max<int64_t>(pixels, 1));
+    at::parallel_for(0, channels, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        scalar_t* row = data + c * pixels;
+        const scalar_t factor = scales[c];
+        if (shifts == nullptr) {
+          for (int64_t i = 0; i < pixels; ++i) row[i] *= factor;
+        } else {
+          const scalar_t shift = shifts[c];
+          for (int64_t i = 0; i < pixels; ++i) {
+            const scalar_t product = row[i] * factor;
+            row[i] = product + shift;
+          }
+        }
+      }
+    });
+  });
   return out;
 }
 
