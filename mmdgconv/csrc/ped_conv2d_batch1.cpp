@@ -30,15 +30,16 @@ Tensor per_channel(const Tensor& values, at::ScalarType dtype) {
 }
 
 // ``out * scale + bias`` per channel, in place (a fresh conv output).
-// For a contiguous float or double output, one pass: a product then a sum,
-// each rounded, exactly as the two in-place ATen ops would compute them
-// (no FMA: baseline x86-64 code, and ISO C++ does not contract), but the
-// output is read and written once instead of twice.
+// A contiguous float or double output on the CPU takes one pass: a product
+// then a sum, each rounded, exactly as the two in-place ATen ops compute
+// them (no FMA: baseline x86-64 code, and ISO C++ does not contract), but
+// reading and writing the output once instead of twice.
 Tensor scale_output(Tensor out, const Tensor& scale,
                     const c10::optional<Tensor>& bias) {
   const at::ScalarType dtype = out.scalar_type();
   const bool one_pass =
-      (dtype == at::kFloat || dtype == at::kDouble) && out.is_contiguous() &&
+      out.device().is_cpu() && out.is_contiguous() &&
+      (dtype == at::kFloat || dtype == at::kDouble) &&
       scale.scalar_type() == dtype &&
       (!bias.has_value() || bias->scalar_type() == dtype);
   if (!one_pass) {
@@ -54,8 +55,8 @@ Tensor scale_output(Tensor out, const Tensor& scale,
     const scalar_t* scales = scale_.data_ptr<scalar_t>();
     const scalar_t* shifts =
         bias_.defined() ? bias_.data_ptr<scalar_t>() : nullptr;
-    const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE /
-                                                   std::max<int64_t>(pixels, 1));
+    const int64_t grain = std::max<int64_t>(
+        1, at::internal::GRAIN_SIZE / std::max<int64_t>(pixels, 1));
     at::parallel_for(0, channels, grain, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         scalar_t* row = data + c * pixels;

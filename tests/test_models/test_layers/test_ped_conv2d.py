@@ -372,6 +372,33 @@ def test_batch1_compiled_op_is_the_python_path_bit_for_bit(
     torch.testing.assert_close(compiled, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('dtype', [torch.float64, torch.bfloat16])
+def test_batch1_compiled_op_in_other_dtypes_and_layouts(dtype, monkeypatch):
+    """float64 takes the one-pass output affine, bfloat16 and channels-last
+    outputs the in-place ops: the Python path's bits either way."""
+    torch.manual_seed(10)
+    layer = PEDConv2d(8, 16, 3, padding=1, reduction=4).eval()
+    _randomise_generator(layer)
+    layer = layer.to(dtype)
+    scale, shift = torch.rand(16, dtype=dtype) + 0.5, torch.randn(16,
+                                                                  dtype=dtype)
+    for x in (torch.randn(1, 8, 6, 5, dtype=dtype),
+              torch.randn(1, 8, 6, 5, dtype=dtype).to(
+                  memory_format=torch.channels_last)):
+        with torch.no_grad():
+            compiled = layer.forward_with_affine(x, scale, shift)
+            monkeypatch.setattr(ped_conv2d, 'compiled_ops', lambda: None)
+            python = layer.forward_with_affine(x, scale, shift)
+            monkeypatch.undo()
+            expected = loop_reference(layer, x) * scale[:, None, None] \
+                + shift[:, None, None]
+        assert torch.equal(compiled, python)
+        assert compiled.dtype == dtype
+        tolerance = 1e-12 if dtype == torch.float64 else 0.1
+        torch.testing.assert_close(compiled, expected, rtol=tolerance,
+                                   atol=tolerance)
+
+
 def test_batch1_inference_path_only_for_plain_eager_inference():
     """Training (noise), autograd, autocast and a second input dtype take
     the general path, whose results they need."""
