@@ -366,18 +366,19 @@ class PEDConv2d(nn.Conv2d):
 
     def _forward(self, x: Tensor, affine) -> Tensor:
         check_input_channels(self, x)
-        if x.shape[0] == 0:  # no sample to modulate; as nn.Conv2d
+        batch = x.shape[0]
+        if batch == 0:  # no sample to modulate; as nn.Conv2d
             out = self._conv_forward(x, self.weight, self.bias)
             return out if affine is None else self._scale_output(
                 out, affine[0], affine[1])
         if self.rank == 1 and self.mode == 'multiplicative':
-            if x.shape[0] == 1 and self._eager_inference(x):
+            if batch == 1 and self._eager_inference(x):
                 out = self._forward_batch1(x, affine)
             else:
                 out = self._forward_rank1(x, affine)
         else:
             kernels = self.sample_kernels(self.factors(x))
-            if x.shape[0] == 1:  # one kernel: an ordinary conv, no reshapes
+            if batch == 1:  # one kernel: an ordinary conv, no reshapes
                 out = self._conv_forward(x, kernels[0], self.bias)
             else:
                 out = self._add_bias(
@@ -508,10 +509,13 @@ class PEDConv2d(nn.Conv2d):
         """Whether this forward is plain eager inference: no autograd,
         noise, autocast, tracing or compiling, and ``x`` in the generator's
         dtype."""
+        # ('cpu' without building a torch.device: at batch 1 that costs as
+        # much as the other checks together)
+        device_type = 'cpu' if x.is_cpu else x.device.type
         return not (torch.is_grad_enabled() or self.training
                     or torch.jit.is_tracing()
                     or torch.compiler.is_compiling()
-                    or torch.is_autocast_enabled(x.device.type)
+                    or torch.is_autocast_enabled(device_type)
                     or x.dtype != _parameter(self._modules['squeeze'],
                                              'weight').dtype)
 
@@ -524,7 +528,7 @@ class PEDConv2d(nn.Conv2d):
         # (__dict__ directly: module attribute lookup is slow, and a module
         # pickled before this attribute existed has none)
         plans = self.__dict__.setdefault('_batch1_plans', {})
-        tuning = tuning_for(x.device)
+        tuning = tuning_for(None if x.is_cpu else x.device)  # None: the CPU
         plan = plans.get(x.shape)
         if plan is None or plan[0] is not tuning:
             out_size = self._output_size(x)

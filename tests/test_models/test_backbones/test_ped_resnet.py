@@ -148,6 +148,23 @@ def test_inference_folds_the_norms_and_matches_mmdet_blocks(
                                    atol=1e-4)
     assert hooked == ['conv', 'norm']
 
+    # The activation is applied in place without its module call, except
+    # where that module has hooks or is not an in-place ReLU.
+    relu_calls = []
+    handle = model.layer1[0].relu.register_forward_hook(
+        lambda *args: relu_calls.append(1))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    assert len(relu_calls) == (2 if depth == 18 else 3)
+    model.layer1[0].relu = torch.nn.Hardtanh(0, 1e9)  # ReLU by another name
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[-1], fused[-1], rtol=1e-4,
+                                   atol=1e-4)
+    model.layer1[0].relu = torch.nn.Tanh()  # a different block
+    with torch.no_grad():
+        assert not torch.allclose(model(x)[-1], fused[-1], atol=1e-2)
+
 
 def test_folded_norms_follow_weight_changes_and_train_mode():
     """The kept norm maps are refreshed after an optimizer step, a training
