@@ -1,6 +1,7 @@
 """mmdgconv packaged as the OpenMMLab toolboxes package themselves: a built
 wheel carries the configs, tools and model index in ``mmdgconv/.mim``, so
-another project's config can start from ``mmdgconv::...``."""
+another project's config can start from ``mmdgconv::...``, and the compiled
+operators (``mmdgconv._ext``)."""
 import os
 import os.path as osp
 import shutil
@@ -37,6 +38,9 @@ def test_a_built_wheel_ships_the_configs(tmp_path):
                  'tools/train.py', 'tools/slurm_train.sh'):
         assert f'mmdgconv/.mim/{path}' in names, path
     assert not any('__pycache__' in name for name in names)
+    # with the compiled operators, built against this torch
+    assert any(name.startswith('mmdgconv/_ext.') and name.endswith('.so')
+               for name in names), sorted(names)[:20]
 
     # Installed on its own (no editable checkout on the path), the config
     # prefix resolves into the installed package.
@@ -55,13 +59,16 @@ def test_a_built_wheel_ships_the_configs(tmp_path):
         import mmdgconv
         from mmengine.config import Config
         assert mmdgconv.__file__.startswith({str(site)!r}), mmdgconv.__file__
+        from mmdgconv.compiled_ops import compiled_ops
         cfg = Config.fromfile({str(project / 'my_detector.py')!r})
         print(cfg.model.backbone.type, cfg.train_cfg.max_epochs,
-              cfg.default_scope)
+              cfg.default_scope, compiled_ops().__file__.startswith(
+                  {str(site)!r}))
         """)
     env = dict(os.environ, PYTHONPATH=str(site))
     result = subprocess.run([sys.executable, '-c', script], env=env,
                             cwd=str(tmp_path), capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ['mmdgconv.GResNeXt', '3', 'mmdet']
+    assert result.stdout.split() == ['mmdgconv.GResNeXt', '3', 'mmdet',
+                                     'True']
