@@ -63,7 +63,8 @@ def extensions():
     except ImportError:
         print('mmdgconv: torch is not importable here, so the compiled '
               'operators (mmdgconv._ext) are not built; build without '
-              'isolation (pip install --no-build-isolation) to get them')
+              'isolation (pip install --no-build-isolation --use-pep517 -e .) '
+              'to get them')
         return {}
     sources = sorted(
         osp.join('mmdgconv', 'csrc', name)
